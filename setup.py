@@ -1,0 +1,34 @@
+from setuptools import find_packages, setup
+
+# Console scripts: one thin module per command in vfnet/cli/, each exposing `entry()`.
+COMMANDS = {
+}
+
+setup(
+    name="vfnet",
+    version="0.1.0",
+    description="Self-configuring vertebral fracture grading (Genant 0-3) in CT with supervised contrastive learning",
+    long_description=open("README.md").read(),
+    long_description_content_type="text/markdown",
+    license="Apache-2.0",
+    python_requires=">=3.10",
+    packages=find_packages(include=["vfnet", "vfnet.*"]),
+    install_requires=[
+        # Install the pinned CPU wheel first (`pip install torch==2.13.0`); this range accepts it, so pip
+        # never pulls a multi-GB CUDA build on its own.
+        "torch>=2.1,<2.15",
+        "batchgenerators>=0.25",
+        "SimpleITK>=2.2",
+        "numpy>=1.24",
+        "scipy>=1.10",
+        "scikit-learn>=1.3",
+        "acvl-utils>=0.2",
+        "tqdm>=4.60",
+        "matplotlib>=3.7",
+        "openpyxl>=3.1",
+    ],
+    extras_require={
+        "test": ["pytest>=7"],
+    },
+    entry_points={"console_scripts": [f"{name}={target}" for name, target in COMMANDS.items()]},
+)

@@ -1,0 +1,104 @@
+"""Reading and writing images and VerSe centroid files, with errors that name the file.
+
+SimpleITK does the I/O: NIfTI, NRRD, MHA and DICOM series folders all arrive as an `sitk.Image`
+whose geometry (spacing, origin, direction) is kept, because every later step works in physical space.
+"""
+import os
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+
+from vfnet.errors import DatasetError
+from vfnet.fileio import atomic_path, read_json
+
+ORIENTATION_CODES = set("LRAPSI")
+
+
+def read_image(path: str | os.PathLike, what: str = "image") -> sitk.Image:
+    """Read a 3D image file or DICOM series folder; raise DatasetError naming the file on any problem."""
+    path = Path(path)
+    if not path.exists():
+        raise DatasetError(f"{what} {path} does not exist.")
+    try:
+        if path.is_dir():
+            series = sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(path))
+            if not series:
+                raise DatasetError(f"{what} {path} is a folder without a DICOM series.")
+            image = sitk.ReadImage(series)
+        else:
+            image = sitk.ReadImage(str(path))
+    except RuntimeError as error:
+        first_line = str(error).strip().splitlines()[-1] if str(error).strip() else "unknown reason"
+        raise DatasetError(f"{what} {path} cannot be read as an image ({first_line[:200]}).") from None
+    if image.GetDimension() != 3:
+        raise DatasetError(f"{what} {path} is {image.GetDimension()}D; a 3D image is required.")
+    if image.GetNumberOfComponentsPerPixel() != 1:
+        raise DatasetError(f"{what} {path} has {image.GetNumberOfComponentsPerPixel()} components per voxel; "
+                           f"a scalar image is required.")
+    if min(image.GetSize()) < 1 or min(image.GetSpacing()) <= 0:
+        raise DatasetError(f"{what} {path} has an invalid size {image.GetSize()} or spacing {image.GetSpacing()}.")
+    return image
+
+
+def check_finite(image: sitk.Image, path: str | os.PathLike, what: str = "image") -> None:
+    array = sitk.GetArrayViewFromImage(image)
+    if np.issubdtype(array.dtype, np.floating) and not np.isfinite(array).all():
+        raise DatasetError(f"{what} {path} contains NaN or infinite voxels.")
+
+
+def write_image(image: sitk.Image, target: str | os.PathLike, compress: bool = True) -> None:
+    """Write atomically; the temporary file keeps the ending so SimpleITK picks the right format."""
+    target = Path(target)
+    ending = "".join(target.suffixes[-2:]) if target.name.endswith(".nii.gz") else target.suffix
+    with atomic_path(target, suffix=ending) as temporary:
+        sitk.WriteImage(image, str(temporary), useCompression=compress)
+
+
+def orientation_code(image: sitk.Image) -> str:
+    """Three letters naming where each image axis points, e.g. 'LPS' (identity direction) or 'PIR'."""
+    return sitk.DICOMOrientImageFilter.GetOrientationFromDirectionCosines(image.GetDirection())
+
+
+def read_centroids(path: str | os.PathLike, image: sitk.Image) -> dict[int, tuple[float, float, float]]:
+    """Read a VerSe centroid JSON and return {label: physical point (x, y, z) in mm, ITK/LPS world}.
+
+    The file lists voxel coordinates X, Y, Z in an image whose axes point as its first entry's
+    `direction` says (e.g. ["P", "I", "R"]). They are mapped through `image` reoriented to those codes,
+    so a centroid file written for any orientation of the same scan lands on the same physical point.
+    """
+    path = Path(path)
+    entries = read_json(path, "centroid file")
+    if not isinstance(entries, list) or not entries:
+        raise DatasetError(f"centroid file {path} must be a JSON list whose first entry is {{'direction': [...]}}.")
+    header = entries[0]
+    codes = header.get("direction") if isinstance(header, dict) else None
+    if (not isinstance(codes, list) or len(codes) != 3 or not all(isinstance(c, str) for c in codes)
+            or not set(codes) <= ORIENTATION_CODES
+            or len({c.replace("R", "L").replace("A", "P").replace("I", "S") for c in codes}) != 3):
+        raise DatasetError(f"centroid file {path} lacks a valid first entry {{'direction': [three axis codes]}}; "
+                           f"found {header!r}.")
+    oriented = _geometry_in_orientation(image, "".join(codes))
+    size = oriented.GetSize()
+    centroids: dict[int, tuple[float, float, float]] = {}
+    for entry in entries[1:]:
+        if not isinstance(entry, dict) or not {"label", "X", "Y", "Z"} <= set(entry):
+            raise DatasetError(f"centroid file {path}: entry {entry!r} lacks label, X, Y or Z.")
+        try:
+            label = int(entry["label"])
+            index = tuple(float(entry[axis]) for axis in ("X", "Y", "Z"))
+        except (TypeError, ValueError):
+            raise DatasetError(f"centroid file {path}: entry {entry!r} has a non-numeric label or coordinate.") \
+                from None
+        if not all(np.isfinite(index)) or any(c < -0.5 or c > s - 0.5 for c, s in zip(index, size)):
+            raise DatasetError(f"centroid file {path}: vertebra {label} at voxel {index} lies outside the image "
+                               f"of size {size}.")
+        centroids[label] = oriented.TransformContinuousIndexToPhysicalPoint(index)
+    return centroids
+
+
+def _geometry_in_orientation(image: sitk.Image, codes: str) -> sitk.Image:
+    """An empty image with `image`'s physical extent whose axes point as `codes` says (no voxel data copied)."""
+    placeholder = sitk.Image(image.GetSize(), sitk.sitkUInt8)
+    placeholder.CopyInformation(image)
+    return sitk.DICOMOrient(placeholder, codes)

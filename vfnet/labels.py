@@ -1,0 +1,40 @@
+"""Vertebra label ids (VerSe convention), level names and the TotalSegmentator mapping."""
+
+GENANT_GRADES = {0: "normal", 1: "mild", 2: "moderate", 3: "severe"}
+NUM_GRADES = len(GENANT_GRADES)
+
+
+def _verse_level_names() -> dict[int, str]:
+    names = {i: f"C{i}" for i in range(1, 8)}
+    names.update({7 + i: f"T{i}" for i in range(1, 13)})
+    names.update({19 + i: f"L{i}" for i in range(1, 7)})
+    names.update({26: "S1", 27: "Cocc", 28: "T13"})
+    return names
+
+
+VERSE_LEVELS: dict[int, str] = _verse_level_names()
+LEVEL_TO_VERSE: dict[str, int] = {name: label for label, name in VERSE_LEVELS.items()}
+# Labels of vertebrae that can be graded (not sacrum or coccyx).
+GRADABLE_LABELS = frozenset(label for label in VERSE_LEVELS if label not in (26, 27))
+
+# TotalSegmentator v2 "total" task: 26 = S1 (sacrum), 27 = L5 ... 31 = L1, 32 = T12 ... 43 = T1, 44 = C7 ... 50 = C1.
+TOTALSEGMENTATOR_TO_VERSE: dict[int, int] = {26: 26}
+TOTALSEGMENTATOR_TO_VERSE.update({27 + i: 24 - i for i in range(5)})  # 27 L5 -> 24 ... 31 L1 -> 20
+TOTALSEGMENTATOR_TO_VERSE.update({32 + i: 19 - i for i in range(12)})  # 32 T12 -> 19 ... 43 T1 -> 8
+TOTALSEGMENTATOR_TO_VERSE.update({44 + i: 7 - i for i in range(7)})  # 44 C7 -> 7 ... 50 C1 -> 1
+
+# TotalSegmentator's per-structure files: vertebrae_L1.nii.gz etc.
+TOTALSEGMENTATOR_FILE_TO_VERSE: dict[str, int] = {
+    f"vertebrae_{name}": label for label, name in VERSE_LEVELS.items() if label not in (27, 28)}
+
+
+def level_name(label: int) -> str:
+    return VERSE_LEVELS.get(int(label), f"label{int(label)}")
+
+
+def nnunet_label_names() -> dict[str, int]:
+    """dataset.json `labels` for nnU-Net: every VerSe id 0-28, consecutive as nnU-Net requires."""
+    names = {"background": 0}
+    for label in range(1, 29):
+        names[VERSE_LEVELS[label]] = label
+    return names

@@ -1,0 +1,61 @@
+"""Base folders, read from environment variables only when they are needed (as nnU-Net does)."""
+import os
+from pathlib import Path
+
+from vfnet.errors import VfnetError
+
+_HINTS = {
+    "vfnet_raw": "the folder that holds raw datasets (DatasetXXX_Name/ with dataset.json, imagesTr/, labelsTr/)",
+    "vfnet_preprocessed": "the folder where vfnet_plan_and_preprocess writes plans and crops",
+    "vfnet_results": "the folder where vfnet_train writes checkpoints and validation results",
+}
+
+
+def _folder_from_env(variable: str) -> Path:
+    value = os.environ.get(variable)
+    if not value:
+        raise VfnetError(
+            f"The environment variable {variable} is not set: it must point to {_HINTS[variable]}, "
+            f"e.g. `export {variable}=/data/{variable}`.")
+    return Path(value).expanduser()
+
+
+def raw_folder() -> Path:
+    return _folder_from_env("vfnet_raw")
+
+
+def preprocessed_folder() -> Path:
+    return _folder_from_env("vfnet_preprocessed")
+
+
+def results_folder() -> Path:
+    return _folder_from_env("vfnet_results")
+
+
+def dataset_folder_name(base: Path, dataset: str | int) -> str:
+    """Resolve `-d 7`, `-d 007` or `-d Dataset007_Spine` to the folder name `Dataset007_Spine` under `base`."""
+    text = str(dataset)
+    if text.startswith("Dataset"):
+        if (base / text).is_dir():
+            return text
+        raise VfnetError(f"No dataset folder {base / text}.")
+    if not text.isdigit():
+        raise VfnetError(f"Dataset '{text}' is neither a number nor a DatasetXXX_Name folder name.")
+    prefix = f"Dataset{int(text):03d}_"
+    matches = sorted(p.name for p in base.glob(prefix + "*") if p.is_dir()) if base.is_dir() else []
+    if not matches:
+        raise VfnetError(f"No folder {prefix}* in {base} for dataset {text}.")
+    if len(matches) > 1:
+        raise VfnetError(f"Dataset id {text} is ambiguous in {base}: {', '.join(matches)}.")
+    return matches[0]
+
+
+def find_dataset_name(dataset: str | int) -> str:
+    """Find a dataset's folder name in raw, else in preprocessed, else in results (like nnU-Net's maybe_convert_to_dataset_name)."""
+    errors = []
+    for base_getter in (raw_folder, preprocessed_folder, results_folder):
+        try:
+            return dataset_folder_name(base_getter(), dataset)
+        except VfnetError as error:
+            errors.append(str(error))
+    raise VfnetError(f"Dataset {dataset} was found nowhere: " + " ".join(errors))
