@@ -182,7 +182,7 @@ def load_raw_dataset(folder: str | Path) -> RawDataset:
 
 def make_dataset_json(name: str, cases: list[dict[str, Any]], file_ending: str = ".nii.gz",
                       description: str = "") -> dict[str, Any]:
-    """Build dataset.json from [{'case', 'patient', 'vertebrae': {label: grade}}] (used by converters/generator)."""
+    """Build dataset.json from [{'case', 'patient', 'vertebrae': {label: grade}, ...}] (converters/generator)."""
     return {
         "name": name,
         "description": description,
@@ -191,11 +191,17 @@ def make_dataset_json(name: str, cases: list[dict[str, Any]], file_ending: str =
         "numTraining": len(cases),
         "file_ending": file_ending,
         "grades": {str(grade): name for grade, name in GENANT_GRADES.items()},
-        "training": [{"case": c["case"], "patient": str(c.get("patient", c["case"])),
-                      "vertebrae": {str(label): int(grade) for label, grade in sorted(c["vertebrae"].items(),
-                                                                                      key=lambda kv: int(kv[0]))}}
-                     for c in cases],
+        "training": [_training_entry(c) for c in cases],
     }
+
+
+def _training_entry(case: dict[str, Any]) -> dict[str, Any]:
+    """One 'training' entry; extra keys (e.g. a converter's 'shapes') are kept after the required ones."""
+    entry = {"case": case["case"], "patient": str(case.get("patient", case["case"])),
+             "vertebrae": {str(label): int(grade)
+                           for label, grade in sorted(case["vertebrae"].items(), key=lambda kv: int(kv[0]))}}
+    entry.update({key: value for key, value in case.items() if key not in entry})
+    return entry
 
 
 def write_dataset_json(folder: str | Path, data: dict[str, Any]) -> None:

@@ -1,0 +1,45 @@
+import pytest
+import torch
+
+from vfnet.errors import PlanError
+from vfnet.training.network import build_network
+
+PLAN = {"architecture": "ResidualEncoderClassifier", "in_channels": 2, "num_classes": 4, "stem_channels": 8,
+        "stem_stride": 2, "stage_channels": [8, 16, 32], "blocks_per_stage": [1, 1, 1], "stage_strides": [1, 2, 2],
+        "projection_dim": 16, "dropout": 0.2}
+
+
+def test_outputs_have_the_documented_shapes_and_unit_embeddings():
+    model = build_network(PLAN)
+    output = model(torch.randn(3, 2, 16, 16, 16))
+    assert output["logits"].shape == (3, 4)
+    assert output["features"].shape == (3, 32)
+    assert output["embedding"].shape == (3, 16)
+    assert torch.allclose(output["embedding"].norm(dim=1), torch.ones(3), atol=1e-5)
+
+
+def test_stem_downsamples_early():
+    model = build_network(PLAN)
+    assert model.stem(torch.randn(1, 2, 16, 16, 16)).shape[2:] == (8, 8, 8)
+
+
+def test_detached_classifier_sends_no_ce_gradient_into_the_encoder():
+    model = build_network(PLAN)
+    x = torch.randn(2, 2, 16, 16, 16)
+    model(x, detach_classifier=True)["logits"].sum().backward()
+    assert all(p.grad is None or not p.grad.any() for p in model.stem.parameters())
+    assert model.classifier.weight.grad is not None and model.classifier.weight.grad.abs().sum() > 0
+    model.zero_grad(set_to_none=True)
+    model(x)["logits"].sum().backward()
+    assert model.stem[0].weight.grad.abs().sum() > 0
+
+
+def test_batch_size_one_works_in_training_mode():
+    # GroupNorm, not BatchNorm: a single sample (and a 1-voxel last stage) must not fail.
+    build_network(PLAN).train()(torch.randn(1, 2, 16, 16, 16))
+
+
+@pytest.mark.parametrize("change", [{"architecture": "DenseNet"}, {"stage_strides": [1, 2]}, {"stem_channels": "x"}])
+def test_bad_network_plans_raise_plan_error(change):
+    with pytest.raises(PlanError):
+        build_network({**PLAN, **change})

@@ -1,0 +1,94 @@
+"""vfnet_plan_and_preprocess end to end on a tiny dataset: outputs, resume, --clean, failing cases."""
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from tiny_spine import standard_cases, write_raw_dataset
+from vfnet.cli import plan_and_preprocess, preprocess
+from vfnet.fileio import read_json
+
+NAME = "Dataset001_Tiny"
+
+
+@pytest.fixture
+def tiny_dataset(vfnet_folders):
+    cases = standard_cases(5)
+    write_raw_dataset(vfnet_folders["vfnet_raw"], NAME, cases, centroid_only=frozenset({"tiny010"}),
+                      orientations={"tiny020": "RAS", "tiny030": "PIR"})
+    return vfnet_folders, cases
+
+
+def test_plan_and_preprocess_writes_everything(tiny_dataset):
+    folders, cases = tiny_dataset
+    assert plan_and_preprocess.main(["-d", "1", "-np", "2"]) == 0
+    out = folders["vfnet_preprocessed"] / NAME
+    assert read_json(out / "dataset.json") == read_json(folders["vfnet_raw"] / NAME / "dataset.json")
+    plans = read_json(out / "vfnetPlans.json")
+    fingerprint = read_json(out / "dataset_fingerprint.json")
+    assert fingerprint["num_vertebrae"] == 15 and fingerprint["num_patients"] == 5
+    assert sum(fingerprint["grade_counts"].values()) == 15
+    sources = {entry["extent_source"] for case in fingerprint["cases"] for entry in case["vertebrae"].values()}
+    assert sources == {"mask", "typical"}
+    samples = sorted(p.stem for p in (out / "vfnetPlans_3d").glob("*.json"))
+    assert samples == sorted(f"{c['case']}_{label}" for c in cases for label in c["vertebrae"])
+    array = np.load(out / "vfnetPlans_3d" / "tiny020_21.npy")
+    properties = read_json(out / "vfnetPlans_3d" / "tiny020_21.json")
+    assert array.dtype == np.float16 and list(array.shape) == properties["shape"]
+    assert properties["shape"][1:] == plans["preprocessing"]["crop_size"]
+    assert properties["grade"] == cases[2]["vertebrae"][21] and properties["patient"] == "p02"
+    assert properties["source_orientation"] == "RAS"
+    assert len(read_json(out / "splits_final.json")) == 5
+
+
+def test_rerun_skips_finished_samples_and_clean_redoes_them(tiny_dataset):
+    folders, _ = tiny_dataset
+    assert plan_and_preprocess.main(["-d", "1", "-np", "1"]) == 0
+    crops = folders["vfnet_preprocessed"] / NAME / "vfnetPlans_3d"
+    first = crops / "tiny000_20.json"
+    stamp = first.stat().st_mtime_ns
+    (crops / "tiny010_21.json").unlink()   # an interrupted sample: its JSON is missing
+    assert preprocess.main(["-d", "1", "-np", "1"]) == 0
+    assert first.stat().st_mtime_ns == stamp
+    assert (crops / "tiny010_21.json").exists()
+    (crops / "stale_1.json").write_text("{}")
+    assert preprocess.main(["-d", "1", "-np", "1", "--clean"]) == 0
+    assert not (crops / "stale_1.json").exists() and first.stat().st_mtime_ns != stamp
+
+
+def test_a_failing_case_is_reported_and_the_others_are_done(tiny_dataset, capsys):
+    folders, _ = tiny_dataset
+    raw = folders["vfnet_raw"] / NAME
+    assert plan_and_preprocess.main(["-d", "1", "-np", "1"]) == 0
+    crops = folders["vfnet_preprocessed"] / NAME / "vfnetPlans_3d"
+    for path in crops.iterdir():
+        path.unlink()
+    (raw / "imagesTr" / "tiny030_0000.nii.gz").write_bytes(b"not an image")
+    from vfnet.cli.common import run_cli
+    assert run_cli("vfnet_preprocess", preprocess.main, ["-d", "1", "-np", "2"]) == 1
+    message = capsys.readouterr().err
+    assert "tiny030" in message and "tiny030_0000.nii.gz" in message and "Traceback" not in message
+    done = {p.stem.rsplit("_", 1)[0] for p in crops.glob("*.json")}
+    assert done == {"tiny000", "tiny010", "tiny020", "tiny040"}
+
+
+def test_overrides_and_plan_variant(tiny_dataset):
+    folders, _ = tiny_dataset
+    arguments = ["-d", "1", "-np", "1", "-pl", "vfnetPlans_ceonly", "--override", "training.supcon_weight=0",
+                 "preprocessing.crop_size=[16, 24, 24]"]
+    assert plan_and_preprocess.main(arguments) == 0
+    out = folders["vfnet_preprocessed"] / NAME
+    plans = read_json(out / "vfnetPlans_ceonly.json")
+    assert plans["training"]["supcon_weight"] == 0 and plans["plans_name"] == "vfnetPlans_ceonly"
+    assert "--override" in plans["reasons"]["training.supcon_weight"]
+    assert np.load(out / "vfnetPlans_ceonly_3d" / "tiny000_20.npy").shape == (2, 16, 24, 24)
+    assert not (out / "vfnetPlans.json").exists()
+
+
+def test_command_line_error_is_one_line(vfnet_folders):
+    result = subprocess.run([sys.executable, "-m", "vfnet.cli.plan_experiment", "-d", "9"],
+                            capture_output=True, text=True)
+    assert result.returncode == 1
+    assert "vfnet_plan_experiment: error:" in result.stderr and "Traceback" not in result.stderr

@@ -1,0 +1,102 @@
+"""vfnet_predict: grade every vertebra of new CTs with the ensemble of a trained model's folds."""
+import argparse
+import sys
+from pathlib import Path
+from typing import Sequence
+
+from vfnet.cli.common import add_debug_flag, run_cli
+from vfnet.errors import VfnetError
+from vfnet.inference.vertebra_sources import LABEL_FORMATS
+from vfnet.paths import dataset_folder_name, results_folder
+
+DEFAULT_TRAINER = "vfnetTrainer"
+DEFAULT_PLANS = "vfnetPlans"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="vfnet_predict",
+        description="Predict Genant grades for every vertebra of the CTs in a folder (or one CT file). CTs: "
+                    "<case>_0000.nii.gz (nnU-Net naming), <case>_ct.nii.gz, any .nii/.nii.gz/.nrrd/.mha/.mhd file "
+                    "or DICOM series folder. Vertebrae: masks (VerSe ids or TotalSegmentator output) or VerSe "
+                    "centroid JSONs, by default looked for beside the CTs.")
+    parser.add_argument("-i", dest="input", required=True, type=Path, help="input folder or a single CT file")
+    parser.add_argument("-o", dest="output", required=True, type=Path, help="output folder")
+    model = parser.add_mutually_exclusive_group(required=True)
+    model.add_argument("-d", dest="dataset", help="dataset id or name, e.g. 1 or Dataset001_Spine")
+    model.add_argument("-m", dest="model_folder", type=Path,
+                       help="a model folder <trainer>__<plans>/ with plans.json and fold_N/ (instead of -d)")
+    parser.add_argument("-f", dest="folds", nargs="+", default=["0", "1", "2", "3", "4"],
+                        help="folds to ensemble (default: 0 1 2 3 4; 'all' for a model trained on all data)")
+    parser.add_argument("-tr", dest="trainer", default=DEFAULT_TRAINER, help=f"trainer name (default {DEFAULT_TRAINER})")
+    parser.add_argument("-p", dest="plans", default=DEFAULT_PLANS, help=f"plans name (default {DEFAULT_PLANS})")
+    parser.add_argument("-chk", dest="checkpoint", default="checkpoint_final",
+                        choices=("checkpoint_final", "checkpoint_best"), help="checkpoint of each fold to use")
+    sources = parser.add_mutually_exclusive_group()
+    sources.add_argument("--masks", type=Path, help="folder (or file, for one CT) of vertebra masks")
+    sources.add_argument("--centroids", type=Path, help="folder (or file, for one CT) of VerSe centroid JSONs")
+    parser.add_argument("--label_format", choices=LABEL_FORMATS, default="auto",
+                        help="mask label ids: VerSe, TotalSegmentator v2 'total', or auto-detect (default)")
+    parser.add_argument("--disable_tta", action="store_true", help="no left-right mirroring at test time")
+    parser.add_argument("-device", default="cpu", choices=("cpu", "cuda", "mps"), help="device (default cpu)")
+    parser.add_argument("--overwrite", action="store_true", help="recompute cases whose outputs already exist")
+    add_debug_flag(parser)
+    return parser
+
+
+def model_folder_from_args(args: argparse.Namespace) -> Path:
+    if args.model_folder is not None:
+        folder = args.model_folder
+    else:
+        base = results_folder()
+        folder = base / dataset_folder_name(base, args.dataset) / f"{args.trainer}__{args.plans}"
+    if not (folder / "plans.json").is_file():
+        raise VfnetError(f"Model folder {folder} has no plans.json: train the model first or check -d/-tr/-p/-m.")
+    return folder
+
+
+def parse_folds(values: list[str]) -> list[int | str]:
+    folds: list[int | str] = []
+    for value in values:
+        if value == "all":
+            folds.append("all")
+        elif value.isdigit():
+            folds.append(int(value))
+        else:
+            raise VfnetError(f"Fold '{value}' is neither a number nor 'all'.")
+    return folds
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    # Imported here so `--help` stays fast and does not load torch.
+    from vfnet.inference.predictor import PredictSettings, run_prediction
+    _check_device(args.device)
+    settings = PredictSettings(model_folder=model_folder_from_args(args), folds=parse_folds(args.folds),
+                               checkpoint_name=args.checkpoint, mirror=not args.disable_tta, device=args.device,
+                               label_format=args.label_format, masks=args.masks, centroids=args.centroids,
+                               overwrite=args.overwrite)
+    run = run_prediction(args.input, args.output, settings)
+    print(f"{len(run.records)} case(s) predicted ({len(run.reused)} reused from an earlier run) -> "
+          f"{args.output / 'predictions.csv'}")
+    if run.failures:
+        print(f"{len(run.failures)} case(s) failed: " + "; ".join(f"{case}: {message}" for case, message
+                                                                  in run.failures.items()), file=sys.stderr)
+        return 1
+    return 0
+
+
+def _check_device(device: str) -> None:
+    import torch
+    if device == "cuda" and not torch.cuda.is_available():
+        raise VfnetError("-device cuda was asked for, but torch sees no CUDA GPU.")
+    if device == "mps" and not torch.backends.mps.is_available():
+        raise VfnetError("-device mps was asked for, but torch sees no MPS device.")
+
+
+def entry() -> None:
+    sys.exit(run_cli("vfnet_predict", main))
+
+
+if __name__ == "__main__":
+    entry()

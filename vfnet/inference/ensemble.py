@@ -1,0 +1,96 @@
+"""The fold ensemble: load each fold's checkpoint once, check it against plans.json, average softmax over folds.
+
+Test-time augmentation mirrors left-right only (array axis 2 of a crop, the one mirroring the trainer also
+uses), because any other flip would change what the grade means. `fold_spread` is the standard deviation of
+p(fracture) across folds: large when the folds disagree, a cheap uncertainty flag.
+"""
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from vfnet.errors import CheckpointError
+from vfnet.training.checkpoint import load_checkpoint
+from vfnet.training.network import build_network
+
+LEFT_RIGHT_DIM = 4  # (B, C, Z, Y, X): array axis 2 of a crop
+
+
+@dataclass
+class EnsembleOutput:
+    probabilities: np.ndarray   # (B, 4) mean over folds (and mirrors)
+    fold_spread: np.ndarray     # (B,) std over folds of p(fracture) = 1 - p0
+
+
+class FoldEnsemble:
+    def __init__(self, models: list[torch.nn.Module], mirror: bool = True, device: str = "cpu"):
+        if not models:
+            raise CheckpointError("The ensemble has no model: no fold was selected.")
+        self.models = [model.to(device).eval() for model in models]
+        self.mirror = mirror
+        self.device = torch.device(device)
+
+    def predict(self, batch: np.ndarray) -> EnsembleOutput:
+        """`batch` (B, C, Z, Y, X) float32: every vertebra of a case goes through each fold in one pass."""
+        with torch.inference_mode():
+            inputs = torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32)).to(self.device)
+            per_fold = torch.stack([self._fold_probabilities(model, inputs) for model in self.models])
+        per_fold_np = per_fold.cpu().double().numpy()
+        spread = (1.0 - per_fold_np[:, :, 0]).std(axis=0)
+        return EnsembleOutput(per_fold_np.mean(axis=0), spread)
+
+    def _fold_probabilities(self, model: torch.nn.Module, inputs: torch.Tensor) -> torch.Tensor:
+        if not self.mirror:
+            return torch.softmax(model(inputs)["logits"].float(), dim=1)
+        # Original and mirrored crops in one forward pass: one larger batch is cheaper than two small ones.
+        both = torch.cat([inputs, torch.flip(inputs, dims=(LEFT_RIGHT_DIM,))])
+        probabilities = torch.softmax(model(both)["logits"].float(), dim=1)
+        return (probabilities[:len(inputs)] + probabilities[len(inputs):]) / 2
+
+
+def checkpoint_path(model_folder: Path, fold: int | str, checkpoint_name: str) -> Path:
+    return model_folder / f"fold_{fold}" / f"{checkpoint_name}.pth"
+
+
+def load_fold_models(model_folder: Path, folds: list[int | str], checkpoint_name: str,
+                     plans: dict[str, Any]) -> list[torch.nn.Module]:
+    """Build each fold's network from its checkpoint's own network plan, after checking it matches plans.json."""
+    missing = [checkpoint_path(model_folder, fold, checkpoint_name) for fold in folds
+               if not checkpoint_path(model_folder, fold, checkpoint_name).is_file()]
+    if missing:
+        raise CheckpointError(f"Missing checkpoint {missing[0]}" + (f" (and {len(missing) - 1} more)" if
+                              len(missing) > 1 else "") + ": train that fold, choose folds with -f, or pick "
+                              "another checkpoint with -chk.")
+    models = []
+    for fold in folds:
+        path = checkpoint_path(model_folder, fold, checkpoint_name)
+        payload = load_checkpoint(path)
+        check_against_plans(payload, plans, path)
+        model = build_network(payload["network_plan"])
+        try:
+            model.load_state_dict(payload["network_weights"])
+        except (RuntimeError, KeyError, TypeError) as error:
+            raise CheckpointError(f"Checkpoint {path} holds weights that do not fit its network plan "
+                                  f"({str(error).splitlines()[0][:160]}).") from None
+        models.append(model)
+    return models
+
+
+def check_against_plans(payload: dict[str, Any], plans: dict[str, Any], path: Path) -> None:
+    """A fold trained with other preprocessing or another network than plans.json would be silently wrong."""
+    for payload_key, plans_key in (("preprocessing", "preprocessing"), ("network_plan", "network")):
+        if payload_key not in payload:
+            raise CheckpointError(f"Checkpoint {path} lacks '{payload_key}'; it was not written by vfnet_train.")
+        differing = _differing_keys(payload[payload_key], plans.get(plans_key, {}))
+        if differing:
+            raise CheckpointError(f"Checkpoint {path} was trained with a different {plans_key} plan than the "
+                                  f"model folder's plans.json (differs in: {', '.join(differing)}).")
+
+
+def _differing_keys(first: dict[str, Any], second: dict[str, Any]) -> list[str]:
+    # JSON round trip so tuples and lists, ints and equal floats compare as the saved files would.
+    first, second = json.loads(json.dumps(first)), json.loads(json.dumps(second))
+    return sorted(key for key in set(first) | set(second) if first.get(key) != second.get(key))

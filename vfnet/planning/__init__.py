@@ -1,0 +1,1 @@
+"""Dataset fingerprint and the self-configuring planner that turns it into vfnetPlans.json."""

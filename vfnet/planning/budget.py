@@ -1,0 +1,42 @@
+"""Compute budgets: how much training one fold may cost, and what the hardware delivers.
+
+The effective throughput constants turn the analytic FLOPs of a plan into minutes. CPU: the residual
+encoder of a 32x40x40 crop trained (forward + backward, batch 16, AdamW) at ~80 GFLOP/s on this project's
+2-core machine with two torch threads; half of that is kept for augmentation, data loading and validation.
+GPU: a conservative figure for an ~8 GB card running the same small 3D convolutions with mixed precision.
+Recalibrate by measurement (benchmarks/) rather than by guessing; the plan records the constant it used.
+"""
+from dataclasses import dataclass
+
+from vfnet.errors import PlanError
+
+CPU_EFFECTIVE_GFLOPS = 40.0
+GPU_EFFECTIVE_GFLOPS = 1500.0
+
+
+@dataclass(frozen=True)
+class Budget:
+    name: str
+    minutes_per_fold: float       # training time one fold may take
+    effective_gflops: float       # sustained training throughput (forward + backward FLOPs per second / 1e9)
+    stem_channels: int
+    max_channels: int
+    samples_per_grade: int        # k: SupCon positives per grade and batch
+    max_crop_voxels: int          # per axis; bounds activation memory
+    max_epochs: int
+    projection_dim: int
+
+
+BUDGETS = {
+    # Five folds of the ~280-vertebra benchmark in about 20 minutes on 2 CPU cores: 4 minutes per fold.
+    "cpu": Budget("cpu", minutes_per_fold=4.0, effective_gflops=CPU_EFFECTIVE_GFLOPS, stem_channels=16,
+                  max_channels=128, samples_per_grade=4, max_crop_voxels=64, max_epochs=100, projection_dim=128),
+    "gpu": Budget("gpu", minutes_per_fold=30.0, effective_gflops=GPU_EFFECTIVE_GFLOPS, stem_channels=32,
+                  max_channels=320, samples_per_grade=8, max_crop_voxels=128, max_epochs=300, projection_dim=128),
+}
+
+
+def get_budget(name: str) -> Budget:
+    if name not in BUDGETS:
+        raise PlanError(f"Unknown compute budget '{name}'; choose one of {', '.join(BUDGETS)}.")
+    return BUDGETS[name]

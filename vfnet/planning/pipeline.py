@@ -1,0 +1,88 @@
+"""The steps behind the commands: fingerprint, plan, preprocess (+ splits), each reading the previous one's file."""
+from pathlib import Path
+from typing import Sequence
+
+from vfnet.dataset.format import RawDataset, load_raw_dataset
+from vfnet.errors import VfnetError
+from vfnet.fileio import read_json, write_json
+from vfnet.paths import dataset_folder_name, preprocessed_folder, raw_folder
+from vfnet.planning.fingerprint import extract_fingerprint
+from vfnet.planning.planner import plan_experiment
+from vfnet.planning.plans import apply_overrides, load_plans, save_plans
+from vfnet.preprocessing.runner import preprocess_dataset
+from vfnet.training.splits import ensure_splits
+
+FINGERPRINT_FILE = "dataset_fingerprint.json"
+DEFAULT_PLANS_NAME = "vfnetPlans"
+
+
+def dataset_folders(dataset: str | int) -> tuple[Path, Path]:
+    """(raw dataset folder, preprocessed dataset folder) for `-d`."""
+    name = dataset_folder_name(raw_folder(), dataset)
+    return raw_folder() / name, preprocessed_folder() / name
+
+
+def check_plans_name(plans_name: str) -> None:
+    if not plans_name or not plans_name.replace("_", "").isalnum():
+        raise VfnetError(f"Plans name '{plans_name}' must be letters, digits and '_' only (e.g. vfnetPlans_ceonly).")
+
+
+def verify_integrity(dataset: str | int) -> None:
+    """Run the dataset integrity check and stop with its problems, like nnU-Net's --verify_dataset_integrity."""
+    from vfnet.dataset.integrity import verify_dataset  # imported here: only this option needs it
+
+    raw, _ = dataset_folders(dataset)
+    problems = verify_dataset(raw)
+    if problems:
+        listing = "\n".join(f"  - {problem}" for problem in problems)
+        raise VfnetError(f"The dataset in {raw} failed the integrity check with {len(problems)} problem(s):\n{listing}")
+
+
+def load_dataset(dataset: str | int) -> tuple[RawDataset, Path]:
+    raw, preprocessed = dataset_folders(dataset)
+    return load_raw_dataset(raw), preprocessed
+
+
+def run_fingerprint(dataset: str | int, num_processes: int, clean: bool = False) -> dict:
+    """Extract and write the fingerprint; an existing one is reused unless `clean`."""
+    raw_dataset, preprocessed = load_dataset(dataset)
+    path = preprocessed / FINGERPRINT_FILE
+    if path.exists() and not clean:
+        print(f"Using the existing fingerprint {path} (--clean recomputes it).")
+        return read_json(path, "fingerprint")
+    fingerprint = extract_fingerprint(raw_dataset, num_processes)
+    write_json(preprocessed / "dataset.json", raw_dataset.description)
+    write_json(path, fingerprint)
+    print(f"Wrote {path}.")
+    return fingerprint
+
+
+def run_planning(dataset: str | int, budget: str, plans_name: str = DEFAULT_PLANS_NAME,
+                 overrides: Sequence[str] = ()) -> dict:
+    check_plans_name(plans_name)
+    _, preprocessed = dataset_folders(dataset)
+    fingerprint_path = preprocessed / FINGERPRINT_FILE
+    if not fingerprint_path.exists():
+        raise VfnetError(f"No fingerprint {fingerprint_path}; run vfnet_extract_fingerprint -d {dataset} first.")
+    plans = plan_experiment(read_json(fingerprint_path, "fingerprint"), budget, plans_name)
+    plans = apply_overrides(plans, overrides)
+    path = preprocessed / f"{plans_name}.json"
+    save_plans(path, plans)
+    estimates = plans["estimates"]
+    print(f"Wrote {path}: spacing {plans['preprocessing']['target_spacing']} mm, crop "
+          f"{plans['preprocessing']['crop_size']} voxels, {estimates['gflops_per_sample']} GFLOP/sample, "
+          f"~{estimates['training_minutes_per_fold']} min per fold ({plans['budget']} budget).")
+    return plans
+
+
+def run_preprocessing(dataset: str | int, plans_name: str, num_processes: int, clean: bool = False) -> list[str]:
+    """Splits (if absent), dataset.json copy, then the crops of the plan's data identifier."""
+    check_plans_name(plans_name)
+    raw_dataset, preprocessed = load_dataset(dataset)
+    plans = load_plans(preprocessed / f"{plans_name}.json")
+    write_json(preprocessed / "dataset.json", raw_dataset.description)
+    ensure_splits(preprocessed, raw_dataset)
+    output = preprocessed / plans["data_identifier"]
+    written = preprocess_dataset(raw_dataset, plans, output, num_processes, clean)
+    print(f"Preprocessed {len(written)} new sample(s) into {output}.")
+    return written

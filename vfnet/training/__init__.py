@@ -1,0 +1,1 @@
+"""Training: network, losses, sampler, augmentation, checkpoints and the training loop."""

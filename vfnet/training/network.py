@@ -1,0 +1,103 @@
+"""The 3D residual encoder classifier, built from the plan's `network` section.
+
+Layout: strided stem (early downsampling, because full-resolution convolutions dominate CPU cost), residual
+stages, global average pooling, then two heads on the pooled features: a linear classifier for the four Genant
+grades and an MLP projection head whose L2-normalised output feeds the supervised contrastive loss.
+GroupNorm keeps the network independent of the batch size (balanced batches are small and the last stage can
+be 1 voxel wide, where InstanceNorm is undefined).
+"""
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from vfnet.errors import PlanError
+
+ARCHITECTURE = "ResidualEncoderClassifier"
+REQUIRED_KEYS = ("in_channels", "num_classes", "stem_channels", "stem_stride", "stage_channels",
+                 "blocks_per_stage", "stage_strides", "projection_dim")
+CHANNELS_PER_GROUP = 8
+
+
+def _norm(channels: int) -> nn.GroupNorm:
+    return nn.GroupNorm(max(1, channels // CHANNELS_PER_GROUP), channels)
+
+
+class ResidualBlock(nn.Module):
+    """Two 3x3x3 convolutions with a shortcut (1x1x1 projection where shape changes)."""
+
+    def __init__(self, in_channels: int, out_channels: int, stride: int):
+        super().__init__()
+        self.conv1 = nn.Conv3d(in_channels, out_channels, 3, stride=stride, padding=1, bias=False)
+        self.norm1 = _norm(out_channels)
+        self.conv2 = nn.Conv3d(out_channels, out_channels, 3, padding=1, bias=False)
+        self.norm2 = _norm(out_channels)
+        self.activation = nn.LeakyReLU(0.01, inplace=True)
+        self.shortcut: nn.Module = nn.Identity()
+        if stride != 1 or in_channels != out_channels:
+            self.shortcut = nn.Sequential(nn.Conv3d(in_channels, out_channels, 1, stride=stride, bias=False),
+                                          _norm(out_channels))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.activation(self.norm1(self.conv1(x)))
+        out = self.norm2(self.conv2(out))
+        return self.activation(out + self.shortcut(x))
+
+
+class VertebraClassifier(nn.Module):
+    def __init__(self, in_channels: int, num_classes: int, stem_channels: int, stem_stride: int,
+                 stage_channels: list[int], blocks_per_stage: list[int], stage_strides: list[int],
+                 projection_dim: int, dropout: float = 0.0):
+        super().__init__()
+        self.stem = nn.Sequential(
+            nn.Conv3d(in_channels, stem_channels, 3, stride=stem_stride, padding=1, bias=False),
+            _norm(stem_channels), nn.LeakyReLU(0.01, inplace=True))
+        blocks: list[nn.Module] = []
+        channels = stem_channels
+        for width, count, stride in zip(stage_channels, blocks_per_stage, stage_strides):
+            for index in range(count):
+                blocks.append(ResidualBlock(channels, width, stride if index == 0 else 1))
+                channels = width
+        self.encoder = nn.Sequential(*blocks)
+        self.feature_dim = channels
+        self.dropout = nn.Dropout(dropout)
+        self.classifier = nn.Linear(channels, num_classes)
+        self.projection = nn.Sequential(nn.Linear(channels, channels), nn.ReLU(inplace=True),
+                                        nn.Linear(channels, projection_dim))
+
+    def forward(self, x: torch.Tensor, detach_classifier: bool = False) -> dict[str, torch.Tensor]:
+        features = self.encoder(self.stem(x)).mean(dim=(2, 3, 4))
+        # The paper's recipe trains the classifier on detached features: only SupCon shapes the encoder.
+        classifier_input = features.detach() if detach_classifier else features
+        logits = self.classifier(self.dropout(classifier_input))
+        embedding = F.normalize(self.projection(features), dim=1)
+        return {"logits": logits, "features": features, "embedding": embedding}
+
+
+def _check_network_plan(plan: dict[str, Any]) -> None:
+    missing = [key for key in REQUIRED_KEYS if key not in plan]
+    if missing:
+        raise PlanError(f"The plan's network section lacks {', '.join(missing)}.")
+    architecture = plan.get("architecture", ARCHITECTURE)
+    if architecture != ARCHITECTURE:
+        raise PlanError(f"The plan asks for network architecture '{architecture}'; vfnet builds only {ARCHITECTURE}.")
+    lengths = {len(plan[key]) for key in ("stage_channels", "blocks_per_stage", "stage_strides")}
+    if len(lengths) != 1:
+        raise PlanError("The plan's network section needs stage_channels, blocks_per_stage and stage_strides "
+                        "of the same length.")
+
+
+def build_network(network_plan: dict[str, Any]) -> VertebraClassifier:
+    """Build the classifier exactly as the plan's `network` section describes."""
+    _check_network_plan(network_plan)
+    try:
+        return VertebraClassifier(
+            in_channels=int(network_plan["in_channels"]), num_classes=int(network_plan["num_classes"]),
+            stem_channels=int(network_plan["stem_channels"]), stem_stride=int(network_plan["stem_stride"]),
+            stage_channels=[int(v) for v in network_plan["stage_channels"]],
+            blocks_per_stage=[int(v) for v in network_plan["blocks_per_stage"]],
+            stage_strides=[int(v) for v in network_plan["stage_strides"]],
+            projection_dim=int(network_plan["projection_dim"]), dropout=float(network_plan.get("dropout", 0.0)))
+    except (TypeError, ValueError) as error:
+        raise PlanError(f"The plan's network section holds an invalid value: {error}.") from None
