@@ -25,7 +25,8 @@ setup(
         "acvl-utils>=0.2",
         "tqdm>=4.60",
         "matplotlib>=3.7",
-        "openpyxl>=3.1",
+        "openpyxl>=3.1",  # VerSe grade tables (xlsx)
+        "pyyaml>=6.0",  # annotation.yaml of the paper's dataset (safe_load only)
     ],
     extras_require={
         "test": ["pytest>=7"],

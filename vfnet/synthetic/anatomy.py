@@ -22,10 +22,10 @@ LEVEL_ORDER = tuple(LEVEL_SIZES_MM)  # cranial -> caudal
 # Kept gentle (|tilt| <= 8 degrees) so that body heights measured along the scanner's z axis, as the
 # morphometry of canonical crops does, stay close to the heights along each body's own axis.
 _LORDOSIS_STEP_DEGREES = 2.5
-_KYPHOSIS_STEP_DEGREES = -2.0
+_KYPHOSIS_STEP_DEGREES = -1.5
 _MAX_TILT_DEGREES = 8.0
 # Part of a wedge's endplate angle passed on to the spine above (the disc takes up the rest).
-_KYPHOSIS_TRANSFER = 0.25
+_KYPHOSIS_TRANSFER = 0.15
 
 
 @dataclass(frozen=True)

@@ -73,7 +73,7 @@ def height_profile(heights: BodyHeights, v: np.ndarray, radius: np.ndarray, half
     measuring_point = 0.8 * half_depth  # 10 % of the depth inside each wall
     towards_anterior = (measuring_point - v) / (2 * measuring_point)
     depression = 0.5 * (heights.anterior + heights.posterior) - heights.middle
-    dome = np.clip(1 - (radius / 0.8) ** 2, 0.0, None)
+    dome = np.clip(1 - (radius / 0.8) ** 2, 0.0, None) ** 2  # flat at the centre and at the measuring points
     return heights.posterior + (heights.anterior - heights.posterior) * towards_anterior - depression * dome
 
 

@@ -74,7 +74,7 @@ class BatchAugmenter:
         half = torch.tensor([n * s / 2 for n, s in zip(shape_zyx, self.spacing_zyx)][::-1])  # x, y, z
         rotation = _rotation_xyz(angles_zyx[:, 2], angles_zyx[:, 1], angles_zyx[:, 0])
         linear = rotation / scales[:, None, None]
-        pass  # MUT
+        linear = linear * half[None, None, :] / half[None, :, None]
         return torch.cat([linear, torch.zeros(len(scales), 3, 1)], dim=2)
 
     # --- intensity (CT channels only) ----------------------------------------------------------------------

@@ -1,0 +1,139 @@
+"""Planner rules, plan validation and overrides, on hand-made fingerprints (no images needed)."""
+import copy
+
+import pytest
+
+from vfnet.errors import PlanError
+from vfnet.planning.network_plan import forward_flops, total_stride
+from vfnet.planning.planner import MIN_VOXELS_PER_BODY_HEIGHT, plan_experiment
+from vfnet.planning.plans import apply_overrides, load_plans, save_plans, validate_plans
+from vfnet.planning.typical_sizes import typical_body_size_mm
+
+LUMBAR_EXTENT = [38.0, 80.0, 70.0]
+
+
+def fingerprint(grade_counts=(150, 50, 50, 30), spacings=((1.0, 0.8, 0.8),), extent=LUMBAR_EXTENT):
+    """A fingerprint with the given grade counts spread over cases of 10 vertebrae (T7-L4)."""
+    grades = [grade for grade, count in enumerate(grade_counts) for _ in range(count)]
+    cases = []
+    for start in range(0, len(grades), 10):
+        chunk = grades[start:start + 10]
+        cases.append({"case": f"c{start}", "patient": f"p{start}", "spacing": list(spacings[len(cases) % len(spacings)]),
+                      "shape": [200, 256, 256], "orientation": "LPS",
+                      "vertebrae": {str(14 + i): {"grade": g, "extent_mm": extent,
+                                                                          "extent_source": "mask"}
+                                    for i, g in enumerate(chunk)}})
+    return {"dataset_name": "Dataset001_X", "num_vertebrae": len(grades),
+            "grade_counts": {str(g): c for g, c in enumerate(grade_counts)}, "cases": cases,
+            "intensity": {"percentile_00_5": -300.0, "percentile_99_5": 1200.0, "mean": 250.0, "std": 180.0,
+                          "median": 240.0, "num_samples": 1000}}
+
+
+def test_cpu_plan_is_in_the_expected_range_and_fits_the_budget():
+    plans = plan_experiment(fingerprint())
+    validate_plans(plans)
+    spacing, crop = plans["preprocessing"]["target_spacing"], plans["preprocessing"]["crop_size"]
+    assert all(1.5 <= s <= 2.2 for s in spacing)
+    assert all(24 <= n <= 48 for n in crop)
+    assert plans["estimates"]["training_minutes_per_fold"] <= 4.0 + 1e-6
+    assert plans["estimates"]["voxels_per_body_height"] >= MIN_VOXELS_PER_BODY_HEIGHT
+    assert all(n % total_stride(plans["network"]) == 0 for n in crop)
+    assert plans["preprocessing"]["crop_size_mm"][0] >= LUMBAR_EXTENT[0] + 16
+    assert plans["training"]["epochs"] >= 30
+    for key in ("preprocessing.target_spacing", "preprocessing.crop_size_mm", "training.batch_size",
+                "training.ce_class_weights", "training.supcon_weight", "training.epochs", "network"):
+        assert any(ch.isdigit() for ch in plans["reasons"][key])
+
+
+def test_smaller_budget_gives_coarser_spacing_or_smaller_crop():
+    cpu, gpu = plan_experiment(fingerprint(), "cpu"), plan_experiment(fingerprint(), "gpu")
+    cpu_voxels = [n for n in cpu["preprocessing"]["crop_size"]]
+    gpu_voxels = [n for n in gpu["preprocessing"]["crop_size"]]
+    assert all(c >= g for c, g in zip(cpu["preprocessing"]["target_spacing"], gpu["preprocessing"]["target_spacing"]))
+    assert sum(cpu_voxels) < sum(gpu_voxels)
+    assert cpu["estimates"]["gflops_per_sample"] < gpu["estimates"]["gflops_per_sample"]
+    assert forward_flops(cpu["network"], cpu_voxels) / 1e9 == pytest.approx(cpu["estimates"]["gflops_per_sample"],
+                                                                             rel=1e-3)
+
+
+def test_anisotropic_spacing_uses_a_low_percentile_and_caps_at_body_resolution():
+    thick = fingerprint(spacings=[(5.0, 0.7, 0.7)] * 9 + [(1.0, 0.7, 0.7)])
+    plans = plan_experiment(thick, "gpu")
+    assert "coarser than the finest" in plans["reasons"]["preprocessing.target_spacing"]
+    # 5 mm slices would give ~5 voxels per body height; the plan resamples to >= 12 voxels per height.
+    body_height = sorted(typical_body_size_mm(label)[0] for label in range(14, 24))[5]
+    assert plans["preprocessing"]["target_spacing"][0] <= body_height / MIN_VOXELS_PER_BODY_HEIGHT + 1e-6
+    assert plans["estimates"]["voxels_per_body_height"] >= MIN_VOXELS_PER_BODY_HEIGHT
+
+
+def test_tiny_dataset_plans_with_every_grade_in_the_batch():
+    plans = plan_experiment(fingerprint(grade_counts=(4, 1, 1, 1)))
+    training = plans["training"]
+    assert training["batch_size"] == 4 * training["samples_per_grade"] and training["samples_per_grade"] >= 2
+    assert training["iterations_per_epoch"] == 1 and training["epochs"] <= 100
+    assert "repeat" in plans["reasons"]["training.batch_size"]
+
+
+def test_batch_holds_k_of_every_grade_present_and_absent_grade_weight_is_zero():
+    plans = plan_experiment(fingerprint(grade_counts=(100, 0, 30, 10)))
+    training = plans["training"]
+    assert plans["grades_present"] == [0, 2, 3]
+    assert training["batch_size"] == 3 * training["samples_per_grade"]
+    weights = training["ce_class_weights"]
+    assert weights[1] == 0 and weights[3] > weights[2] > weights[0]
+    assert sum(weights) == pytest.approx(3.0, abs=1e-3)
+
+
+def test_supcon_settings_follow_the_imbalance():
+    balanced = plan_experiment(fingerprint(grade_counts=(50, 50, 50, 50)))["training"]
+    skewed = plan_experiment(fingerprint(grade_counts=(500, 10, 10, 5)))["training"]
+    assert balanced["supcon_weight"] == 0.5 and balanced["supcon_temperature"] == 0.1
+    assert skewed["supcon_weight"] > balanced["supcon_weight"]
+    assert 0.1 < skewed["supcon_temperature"] <= 0.2
+
+
+def test_one_grade_is_a_clear_error():
+    with pytest.raises(PlanError, match="only 1 grade"):
+        plan_experiment(fingerprint(grade_counts=(40, 0, 0, 0)))
+
+
+def test_overrides_edit_nested_keys_and_reject_typos():
+    plans = plan_experiment(fingerprint())
+    edited = apply_overrides(plans, ["training.supcon_weight=0", "training.lr_schedule=constant",
+                                     "preprocessing.target_spacing.0=2.5"])
+    assert edited["training"]["supcon_weight"] == 0 and edited["training"]["lr_schedule"] == "constant"
+    assert edited["preprocessing"]["target_spacing"][0] == 2.5
+    assert plans["training"]["supcon_weight"] != 0   # the original is untouched
+    with pytest.raises(PlanError, match="training.supcon_wieght"):
+        apply_overrides(plans, ["training.supcon_wieght=0"])
+    with pytest.raises(PlanError, match="key=value"):
+        apply_overrides(plans, ["training.supcon_weight"])
+    with pytest.raises(PlanError, match="batch_size"):
+        apply_overrides(plans, ["training.batch_size=-3"])
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda p: p["preprocessing"].update(crop_size=[32, 0, 32]), "crop_size"),
+    (lambda p: p["preprocessing"]["ct_channels"][0].update(clip=[500, 100]), "clip"),
+    (lambda p: p["network"].update(in_channels=3), "in_channels"),
+    (lambda p: p["training"].update(ce_class_weights=[1, 1]), "ce_class_weights"),
+    (lambda p: p.pop("network"), "network"),
+    (lambda p: p["training"]["augmentation"]["probabilities"].update(mirror=1.5), "mirror"),
+])
+def test_load_plans_rejects_nonsense(tmp_path, edit, message):
+    plans = copy.deepcopy(plan_experiment(fingerprint()))
+    edit(plans)
+    path = tmp_path / "vfnetPlans.json"
+    save_plans(path, plans)
+    with pytest.raises(PlanError, match=message) as error:
+        load_plans(path)
+    assert str(path) in str(error.value)
+
+
+def test_load_plans_roundtrip_and_broken_json(tmp_path):
+    plans = plan_experiment(fingerprint())
+    save_plans(tmp_path / "p.json", plans)
+    assert load_plans(tmp_path / "p.json") == plans
+    (tmp_path / "broken.json").write_text("{")
+    with pytest.raises(PlanError, match="broken.json"):
+        load_plans(tmp_path / "broken.json")
