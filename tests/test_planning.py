@@ -39,7 +39,7 @@ def test_cpu_plan_is_in_the_expected_range_and_fits_the_budget():
     assert plans["estimates"]["voxels_per_body_height"] >= MIN_VOXELS_PER_BODY_HEIGHT
     assert all(n % total_stride(plans["network"]) == 0 for n in crop)
     assert plans["preprocessing"]["crop_size_mm"][0] >= LUMBAR_EXTENT[0] + 16
-    assert plans["training"]["epochs"] >= 30
+    assert plans["training"]["epochs"] >= 25
     for key in ("preprocessing.target_spacing", "preprocessing.crop_size_mm", "training.batch_size",
                 "training.ce_class_weights", "training.supcon_weight", "training.epochs", "network"):
         assert any(ch.isdigit() for ch in plans["reasons"][key])

@@ -9,15 +9,15 @@ import math
 from typing import Any, Sequence
 
 STEM_STRIDE = 2
-BOTTLENECK_MIN_VOXELS = 4
+BOTTLENECK_VOXELS = 4
 MAX_DOWNSAMPLINGS = 5          # stem + 4 stages: a 128-voxel crop reaches 4 voxels
 KERNEL_VOXELS = 27             # 3x3x3 convolutions
 
 
 def num_downsamplings(crop_size: Sequence[int]) -> int:
-    """Stride-2 steps (stem included) so that the smallest crop axis ends at >= 4 voxels (at least 2 steps)."""
+    """Stride-2 steps (stem included) that bring the smallest crop axis closest to 4 voxels (at least 2 steps)."""
     smallest = min(crop_size)
-    steps = int(math.floor(math.log2(max(smallest, 1) / BOTTLENECK_MIN_VOXELS)))
+    steps = int(round(math.log2(max(smallest, 1) / BOTTLENECK_VOXELS)))
     return max(2, min(MAX_DOWNSAMPLINGS, steps))
 
 

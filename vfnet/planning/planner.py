@@ -20,7 +20,7 @@ MIN_VOXELS_PER_BODY_HEIGHT = 12    # a 20 % height loss must span >= 2 voxels to
 EXTENT_PERCENTILE = 90             # crop covers 90 % of vertebrae fully; the largest few are cut at the margin
 NEIGHBOUR_MARGIN_MM = 8.0          # intervertebral disc (5-10 mm) + the neighbour's endplate, above and below
 SPACING_STEP = 1.08                # coarsening step of the budget search
-MIN_EPOCHS = 30                    # passes over the training data below which the plan coarsens instead
+MIN_EPOCHS = 25                    # passes over the training data below which the plan coarsens instead
 NUM_FOLDS = 5
 BACKGROUND_HU = -1024.0
 DROPOUT = 0.2

@@ -45,13 +45,10 @@ class Vertebra:
     centre: tuple[float, float, float] = (0.0, 0.0, 0.0)  # body centre (x, y, z) patient mm
     tilt_degrees: float = 0.0
 
-    @property
-    def is_lumbar(self) -> bool:
-        return self.level.startswith("L")
-
     def posterior_extent(self) -> float:
         """Largest v (mm) reached by the spinous process tip."""
-        return self.spinous_start() + self.spinous_length * np.cos(np.radians(self.spinous_angle_degrees)) + self.spinous_half_height
+        reach = self.spinous_length * np.cos(np.radians(self.spinous_angle_degrees))
+        return self.spinous_start() + reach + self.spinous_half_height
 
     def arch_start(self) -> float:
         """v of the spinal canal's centre (just behind the posterior wall)."""
@@ -123,7 +120,7 @@ def _place(rng: np.random.Generator, vertebrae: list[Vertebra], scale: float) ->
     placed: list[Vertebra] = []
     kyphosis = 0.0
     position = np.zeros(2)  # (y, z)
-    for index, vertebra in enumerate(vertebrae):
+    for vertebra in vertebrae:
         curve = _curve_tilt(vertebra.level) * amplitude
         wedge = wedge_angle_degrees(vertebra.heights, vertebra.half_depth) * _KYPHOSIS_TRANSFER
         tilt = float(np.clip(curve + kyphosis - 0.5 * wedge, -_MAX_TILT_DEGREES, _MAX_TILT_DEGREES))

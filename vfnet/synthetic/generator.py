@@ -17,7 +17,7 @@ from vfnet.dataset.image_io import write_image
 from vfnet.errors import VfnetError
 from vfnet.fileio import write_json
 from vfnet.labels import NUM_GRADES
-from vfnet.synthetic.anatomy import Spine, build_spine, choose_levels
+from vfnet.synthetic.anatomy import Spine, Vertebra, build_spine, choose_levels
 from vfnet.synthetic.deformities import __doc__ as HEIGHT_LOSS_DEFINITION
 from vfnet.synthetic.output_folder import TRUTH_FILE, TRUTH_FORMAT, staged_folder
 from vfnet.synthetic.render import Grid, rasterise, scanner_image
@@ -132,7 +132,8 @@ def write_case(folder: Path, case_id: str, patient: str, spine: Spine, rng: np.r
     _, labels = rasterise(spine, grid, intensities=False)
     table_offset = (float(rng.uniform(-20, 20)), float(rng.uniform(-150, -80)), float(rng.uniform(-600, -200)))
     orientation = str(ranges.orientations[int(rng.integers(len(ranges.orientations)))])
-    for array, target in ((ct, image_path(folder, case_id, FILE_ENDING)), (labels, mask_path(folder, case_id, FILE_ENDING))):
+    for array, target in ((ct, image_path(folder, case_id, FILE_ENDING)),
+                          (labels, mask_path(folder, case_id, FILE_ENDING))):
         write_image(_oriented_image(array, grid, table_offset, orientation), target)
     return {
         "patient": patient, "orientation": orientation, "spacing": list(spacing), "shape": list(grid.shape),
@@ -162,7 +163,7 @@ def _oriented_image(array: np.ndarray, grid: Grid, offset: tuple[float, float, f
     return sitk.DICOMOrient(image, orientation)
 
 
-def _vertebra_truth(vertebra, offset: tuple[float, float, float]) -> dict[str, Any]:
+def _vertebra_truth(vertebra: Vertebra, offset: tuple[float, float, float]) -> dict[str, Any]:
     heights = vertebra.heights
     return {
         "level": vertebra.level, "grade": vertebra.grade, "deformity": heights.deformity,

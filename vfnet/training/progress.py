@@ -49,7 +49,8 @@ class ProgressWriter:
         time_axis.set_ylabel("epoch time (s)")
         axes[2].set_xlabel("epoch")
         for axis in axes[:2]:
-            axis.legend(loc="best", fontsize=8)
+            if axis.get_legend_handles_labels()[0]:  # fold 'all' has no validation curves
+                axis.legend(loc="best", fontsize=8)
         figure.tight_layout()
         with atomic_path(self.plot_path, suffix=".png") as temporary:
             figure.savefig(temporary, dpi=80)

@@ -126,8 +126,8 @@ def run_epoch(model: torch.nn.Module, batches: list[np.ndarray], train: SampleSe
         scaler.update()
         schedule.step()
         for key, name in (("loss", "train_loss"), ("ce", "train_ce"), ("supcon", "train_supcon")):
-            totals[name] += float(losses[key])
-        progress_bar.set_postfix(loss=f"{float(losses['loss']):.3f}")
+            totals[name] += float(losses[key].detach())
+        progress_bar.set_postfix(loss=f"{totals['train_loss'] / (progress_bar.n + 1):.3f}")
     return {name: total / len(batches) for name, total in totals.items()}
 
 

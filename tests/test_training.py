@@ -1,0 +1,162 @@
+"""End-to-end training of a tiny fake fold: outputs, resume, determinism, fold 'all', DDP with two CPU processes."""
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from vfnet.cli import train as train_cli
+from vfnet.training import trainer
+from vfnet.training.checkpoint import load_checkpoint
+
+DATASET = "Dataset901_Fake"
+CROP = [16, 16, 16]
+
+
+def _plans() -> dict:
+    return {
+        "plans_name": "vfnetPlans", "dataset_name": DATASET, "vfnet_version": "0.1.0", "budget": "cpu",
+        "data_identifier": "vfnetPlans_3d", "grades_present": [0, 1, 2, 3],
+        "preprocessing": {"target_spacing": [1.0, 1.0, 1.0], "crop_size_mm": CROP, "crop_size": CROP,
+                          "background_hu": -1024, "ct_interpolation": "linear",
+                          "ct_channels": [{"name": "bone", "clip": [-200, 1200], "center": 300, "scale": 500}],
+                          "mask_channel": "target_vertebra", "num_input_channels": 2},
+        "network": {"architecture": "ResidualEncoderClassifier", "in_channels": 2, "num_classes": 4,
+                    "stem_channels": 8, "stem_stride": 2, "stage_channels": [8, 16], "blocks_per_stage": [1, 1],
+                    "stage_strides": [1, 2], "projection_dim": 8, "dropout": 0.1},
+        "training": {"epochs": 2, "iterations_per_epoch": 3, "batch_size": 8, "samples_per_grade": 2,
+                     "optimizer": "adamw", "learning_rate": 3e-3, "weight_decay": 1e-4, "warmup_epochs": 1,
+                     "lr_schedule": "cosine", "grad_clip": 12.0, "ce_class_weights": [1.0, 2.0, 2.0, 1.0],
+                     "supcon_weight": 0.5, "supcon_temperature": 0.1, "detach_classifier": False,
+                     "augmentation": {"rotation_degrees": [15, 10, 10], "scale_range": [0.9, 1.1],
+                                      "mirror_left_right": True, "gamma_range": [0.8, 1.25],
+                                      "brightness_range": [0.9, 1.1], "contrast_range": [0.9, 1.1], "noise_std": 0.05,
+                                      "blur_sigma": [0.5, 1.0], "low_resolution_zoom": [0.6, 1.0],
+                                      "probabilities": {"rotation": 0.3, "scale": 0.3}}},
+        "reasons": {},
+    }
+
+
+def _crop(grade: int, rng: np.random.Generator) -> np.ndarray:
+    """A vertebral 'body' whose height shrinks with the grade, plus noise; channel 1 is its mask."""
+    height = 10 - 2 * grade
+    mask = np.zeros(CROP, dtype=np.float32)
+    start = (CROP[0] - height) // 2
+    mask[start:start + height, 4:12, 4:12] = 1
+    ct = np.where(mask > 0, 1.0, -0.5) + 0.1 * rng.standard_normal(CROP)
+    return np.stack([ct, mask]).astype(np.float16)
+
+
+@pytest.fixture
+def fake_dataset(vfnet_folders):
+    folder = vfnet_folders["vfnet_preprocessed"] / DATASET
+    crops = folder / "vfnetPlans_3d"
+    crops.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    cases = [f"case{i:02d}" for i in range(8)]
+    for index, case in enumerate(cases):
+        for label, grade in ((20, index % 4), (21, (index + 1) % 4)):
+            sample = f"{case}_{label}"
+            np.save(crops / f"{sample}.npy", _crop(grade, rng))
+            (crops / f"{sample}.json").write_text(json.dumps(
+                {"sample": sample, "case": case, "patient": case, "vertebra": label, "level": f"L{label - 19}",
+                 "grade": grade, "shape": [2, *CROP], "spacing": [1.0, 1.0, 1.0]}))
+    (folder / "vfnetPlans.json").write_text(json.dumps(_plans()))
+    (folder / "dataset.json").write_text(json.dumps({"name": DATASET}))
+    splits = [{"train": cases[:6], "val": cases[6:]}, {"train": cases[2:], "val": cases[:2]}]
+    (folder / "splits_final.json").write_text(json.dumps(splits))
+    return vfnet_folders["vfnet_results"] / DATASET / "vfnetTrainer__vfnetPlans"
+
+
+def test_a_tiny_fold_trains_end_to_end_and_writes_every_output(fake_dataset):
+    assert train_cli.main(["-d", "901", "-f", "0", "--epochs", "2", "--iterations", "2"]) == 0
+    fold = fake_dataset / "fold_0"
+    for name in ("checkpoint_latest.pth", "checkpoint_best.pth", "checkpoint_final.pth", "training_log.txt",
+                 "progress.png"):
+        assert (fold / name).is_file(), name
+    assert json.loads((fake_dataset / "plans.json").read_text())["training"]["epochs"] == 2
+    assert (fake_dataset / "dataset.json").is_file()
+    lines = (fold / "validation" / "predictions.csv").read_text().splitlines()
+    assert lines[0] == "case,patient,vertebra,level,reference,grade,p0,p1,p2,p3,p_fracture"
+    assert len(lines) == 1 + 4 and lines[1].startswith("case06,case06,20,L1,")
+    metrics = json.loads((fold / "validation" / "metrics.json").read_text())
+    assert metrics["n"] == 4 and metrics["evaluated_on"] == "validation fold" and "loss" in metrics
+    embeddings = np.load(fold / "validation" / "embeddings.npz")
+    assert embeddings["embedding"].shape == (4, 8) and list(embeddings["sample"])[0] == "case06_20"
+    final = load_checkpoint(fold / "checkpoint_final.pth")
+    assert final["epoch"] == 1 and len(final["log"]["train_loss"]) == 2 and final["fold"] == 0
+    assert all(value is not None for value in final["log"]["val_macro_f1"])
+    assert "epoch 2/2" in (fold / "training_log.txt").read_text()
+
+
+def test_the_network_learns_the_grade_from_the_box_height(fake_dataset):
+    arguments = ["-d", "901", "-f", "0", "--epochs", "8", "--iterations", "4", "--deterministic",
+                 "--override", "training.augmentation.probabilities.rotation=0", "training.warmup_epochs=0",
+                 "training.learning_rate=0.01", "training.supcon_weight=0"]
+    assert train_cli.main(arguments) == 0
+    log = load_checkpoint(fake_dataset / "fold_0" / "checkpoint_final.pth")["log"]
+    assert log["train_ce"][-1] < 0.85 * log["train_ce"][0]
+
+
+def test_deterministic_runs_give_identical_loss_curves_and_resume_matches(fake_dataset, monkeypatch):
+    arguments = ["-d", "901", "-f", "1", "--deterministic"]
+    final = fake_dataset / "fold_1" / "checkpoint_final.pth"
+    assert train_cli.main(arguments) == 0
+    first = load_checkpoint(final)
+    assert train_cli.main(arguments) == 0
+    second = load_checkpoint(final)
+    assert first["log"]["train_loss"] == second["log"]["train_loss"]
+    assert first["log"]["val_loss"] == second["log"]["val_loss"]
+
+    # Ctrl-C in the second epoch, then --c: same weights as the uninterrupted run.
+    final.unlink()
+    real_run_epoch, calls = trainer.run_epoch, []
+
+    def interrupted_in_second_epoch(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real_run_epoch(*args, **kwargs)
+
+    monkeypatch.setattr(trainer, "run_epoch", interrupted_in_second_epoch)
+    with pytest.raises(KeyboardInterrupt):
+        train_cli.main(arguments)
+    assert not final.exists() and load_checkpoint(fake_dataset / "fold_1" / "checkpoint_latest.pth")["epoch"] == 0
+    assert "Resume with --c" in (fake_dataset / "fold_1" / "training_log.txt").read_text()
+    monkeypatch.setattr(trainer, "run_epoch", real_run_epoch)
+    assert train_cli.main(arguments + ["--c"]) == 0
+    resumed = load_checkpoint(final)
+    assert resumed["log"]["train_loss"] == first["log"]["train_loss"]
+    for name, tensor in first["network_weights"].items():
+        assert torch.equal(tensor, resumed["network_weights"][name]), name
+
+
+def test_fold_all_trains_on_everything_and_labels_its_evaluation(fake_dataset):
+    assert train_cli.main(["-d", "901", "-f", "all", "--epochs", "1", "--iterations", "1",
+                           "--override", "training.supcon_weight=0"]) == 0
+    fold = fake_dataset / "fold_all"
+    metrics = json.loads((fold / "validation" / "metrics.json").read_text())
+    assert metrics["n"] == 16 and "optimistic" in metrics["evaluated_on"]
+    assert not (fold / "checkpoint_best.pth").exists()
+
+
+def test_user_errors_are_clear(fake_dataset, capsys):
+    assert train_cli.entry.__module__ == "vfnet.cli.train"
+    from vfnet.cli.common import run_cli
+    assert run_cli("vfnet_train", train_cli.main, ["-d", "901", "-f", "7"]) == 1
+    assert "Fold 7 does not exist" in capsys.readouterr().err
+    assert run_cli("vfnet_train", train_cli.main, ["-d", "901", "-f", "0", "--override", "training.nope=1"]) == 1
+    assert "training.nope" in capsys.readouterr().err
+    assert run_cli("vfnet_train", train_cli.main, ["-d", "901", "-f", "0", "-device", "cuda"]) == (
+        0 if torch.cuda.is_available() else 1)
+
+
+def test_ddp_with_two_cpu_processes_gives_the_same_outputs(fake_dataset):
+    assert train_cli.main(["-d", "901", "-f", "0", "--epochs", "1", "--iterations", "1", "--num_gpus", "2",
+                           "-tr", "ddpTrainer"]) == 0
+    fold = fake_dataset.parent / "ddpTrainer__vfnetPlans" / "fold_0"
+    final = load_checkpoint(fold / "checkpoint_final.pth")
+    assert len(final["log"]["train_loss"]) == 1
+    embeddings = np.load(fold / "validation" / "embeddings.npz")
+    assert embeddings["embedding"].shape == (4, 8)
+    assert len((fold / "validation" / "predictions.csv").read_text().splitlines()) == 5
