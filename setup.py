@@ -2,6 +2,17 @@ from setuptools import find_packages, setup
 
 # Console scripts: one thin module per command in vfnet/cli/, each exposing `entry()`.
 COMMANDS = {
+    "vfnet_generate_synthetic": "vfnet.cli.generate_synthetic:entry",
+    "vfnet_verify_dataset": "vfnet.cli.verify_dataset:entry",
+    "vfnet_extract_fingerprint": "vfnet.cli.extract_fingerprint:entry",
+    "vfnet_plan_experiment": "vfnet.cli.plan_experiment:entry",
+    "vfnet_preprocess": "vfnet.cli.preprocess:entry",
+    "vfnet_plan_and_preprocess": "vfnet.cli.plan_and_preprocess:entry",
+    "vfnet_train": "vfnet.cli.train:entry",
+    "vfnet_predict": "vfnet.cli.predict:entry",
+    "vfnet_evaluate": "vfnet.cli.evaluate:entry",
+    "vfnet_cv_summary": "vfnet.cli.cv_summary:entry",
+    "vfnet_demo": "vfnet.cli.demo:entry",
 }
 
 setup(
