@@ -1,9 +1,11 @@
-"""Human-readable progress: training_log.txt (rewritten atomically) and progress.png (matplotlib, Agg)."""
+"""Progress: training_log.txt, progress.png (matplotlib, Agg) and progress.json (the curves, for vfnet_cv_summary).
+
+All three are rewritten atomically after every epoch."""
 import time
 from pathlib import Path
 from typing import Any
 
-from vfnet.fileio import atomic_path, write_text
+from vfnet.fileio import atomic_path, write_json, write_text
 
 # Per-epoch series kept in the checkpoint's "log" (plain lists, so resuming continues the curves).
 SERIES = ("train_loss", "train_ce", "train_supcon", "val_loss", "val_macro_f1", "val_binary_roc_auc", "val_qwk",
@@ -18,6 +20,7 @@ class ProgressWriter:
     def __init__(self, fold_folder: Path, log: dict[str, list]):
         self.log_path = fold_folder / "training_log.txt"
         self.plot_path = fold_folder / "progress.png"
+        self.curves_path = fold_folder / "progress.json"
         self.log = log
 
     def message(self, text: str) -> None:
@@ -30,6 +33,8 @@ class ProgressWriter:
             self.log[name].append(None if value is None else float(value))
 
     def plot(self) -> None:
+        write_json(self.curves_path, {"epoch": list(range(len(self.log["train_loss"])))} |
+                   {name: self.log[name] for name in SERIES})
         import matplotlib
         matplotlib.use("Agg")  # no display on servers
         import matplotlib.pyplot as plt
