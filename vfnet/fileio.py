@@ -40,6 +40,18 @@ def atomic_path(target: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
         raise
 
 
+def remove_stale_temporaries(folder: str | os.PathLike) -> None:
+    """Delete temporary files that a killed writer left in `folder` (not below it).
+
+    Call only where this process is the folder's single writer (a fold folder, a crop folder, a prediction
+    output), since another writer's temporary file would look the same.
+    """
+    folder = Path(folder)
+    if folder.is_dir():
+        for stale in folder.glob(".*.tmp*"):
+            stale.unlink(missing_ok=True)
+
+
 def write_json(target: str | os.PathLike, data: Any) -> None:
     with atomic_path(target) as temporary:
         with open(temporary, "w") as handle:

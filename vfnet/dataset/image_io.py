@@ -3,7 +3,10 @@
 SimpleITK does the I/O: NIfTI, NRRD, MHA and DICOM series folders all arrive as an `sitk.Image`
 whose geometry (spacing, origin, direction) is kept, because every later step works in physical space.
 """
+import gzip
 import os
+import struct
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +31,7 @@ def read_image(path: str | os.PathLike, what: str = "image") -> sitk.Image:
             image = sitk.ReadImage(series)
         else:
             image = sitk.ReadImage(str(path))
+            _check_nifti_complete(path, what)
     except RuntimeError as error:
         first_line = str(error).strip().splitlines()[-1] if str(error).strip() else "unknown reason"
         raise DatasetError(f"{what} {path} cannot be read as an image ({first_line[:200]}).") from None
@@ -102,3 +106,49 @@ def _geometry_in_orientation(image: sitk.Image, codes: str) -> sitk.Image:
     placeholder = sitk.Image(image.GetSize(), sitk.sitkUInt8)
     placeholder.CopyInformation(image)
     return sitk.DICOMOrient(placeholder, codes)
+
+
+def _check_nifti_complete(path: Path, what: str) -> None:
+    """ITK's NIfTI reader fills a truncated .nii/.nii.gz with zeros or garbage instead of failing; compare the
+    voxel bytes the header promises with the file size (.nii) or the gzip trailer's uncompressed size (.nii.gz)."""
+    name = path.name.lower()
+    if not name.endswith((".nii", ".nii.gz")):
+        return
+    compressed = name.endswith(".gz")
+    try:
+        with (gzip.open(path, "rb") if compressed else open(path, "rb")) as handle:
+            header = handle.read(540)
+        expected = _nifti_total_bytes(header)
+        if expected is None:
+            return
+        with open(path, "rb") as handle:
+            if compressed:
+                handle.seek(-4, os.SEEK_END)
+                # ISIZE: uncompressed length modulo 2**32; anything past the voxels is at most a little padding.
+                complete = (struct.unpack("<I", handle.read(4))[0] - expected) % 2**32 < 2**20
+            else:
+                complete = os.fstat(handle.fileno()).st_size >= expected
+    except (OSError, EOFError, zlib.error, struct.error):
+        complete = False
+    if not complete:
+        raise DatasetError(f"{what} {path} is truncated: its header promises more voxel data than the file holds.")
+
+
+def _nifti_total_bytes(header: bytes) -> int | None:
+    """vox_offset + voxel bytes from a NIfTI-1 or NIfTI-2 header (either byte order); None if not recognised."""
+    for order in "<>":
+        if len(header) >= 348 and struct.unpack(order + "i", header[:4])[0] == 348:
+            dims = struct.unpack(order + "8h", header[40:56])
+            bitpix = struct.unpack(order + "h", header[72:74])[0]
+            offset = int(struct.unpack(order + "f", header[108:112])[0])
+            break
+        if len(header) >= 540 and struct.unpack(order + "i", header[:4])[0] == 540:
+            bitpix = struct.unpack(order + "h", header[14:16])[0]
+            dims = struct.unpack(order + "8q", header[16:80])
+            offset = struct.unpack(order + "q", header[168:176])[0]
+            break
+    else:
+        return None
+    if not 1 <= dims[0] <= 7:
+        return None
+    return offset + int(np.prod(dims[1:dims[0] + 1])) * bitpix // 8

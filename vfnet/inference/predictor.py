@@ -14,6 +14,7 @@ import SimpleITK as sitk
 
 from vfnet.dataset.image_io import check_finite, orientation_code, read_image
 from vfnet.errors import VfnetError
+from vfnet.fileio import remove_stale_temporaries
 from vfnet.evaluation.morphometry import body_heights
 from vfnet.inference.ensemble import FoldEnsemble, checkpoint_path, load_fold_models
 from vfnet.inference.inputs import InputCase, discover_cases
@@ -65,6 +66,7 @@ def run_prediction(input_path: Path, output_folder: Path, settings: PredictSetti
     ensemble = FoldEnsemble(load_fold_models(settings.model_folder, settings.folds, settings.checkpoint_name, plans),
                             mirror=settings.mirror, device=settings.device)
     signature = settings.signature()
+    remove_stale_temporaries(output_folder)   # left by a run killed mid-write
     run = PredictionRun()
     for case in cases:
         earlier = None if settings.overwrite else load_complete_case(output_folder, case.case_id, signature)

@@ -13,6 +13,7 @@ from scipy import ndimage
 
 from vfnet.dataset.format import RawCase, RawDataset
 from vfnet.dataset.image_io import orientation_code, read_centroids, read_image
+from vfnet.dataset.integrity import geometry_mismatches
 from vfnet.errors import DatasetError, VfnetError
 from vfnet.labels import level_name
 from vfnet.planning.typical_sizes import typical_body_size_mm, typical_vertebra_extent_mm
@@ -57,9 +58,9 @@ def _vertebra_entry(case: RawCase, label: int, extent: Any, source: str) -> dict
 def _measure_from_mask(case: RawCase, image: sitk.Image, rng: np.random.Generator,
                        vertebrae: dict[str, dict[str, Any]], samples: list[np.ndarray]) -> set[int]:
     mask = integer_mask(read_image(case.mask, "mask"))
-    if mask.GetSize() != image.GetSize():
-        raise DatasetError(f"mask {case.mask} has size {mask.GetSize()} but its image {case.image} has "
-                           f"{image.GetSize()}.")
+    differences = geometry_mismatches(image, mask)
+    if differences:   # a shifted or rescaled mask would silently crop the wrong vertebra
+        raise DatasetError(f"mask {case.mask} is not on the grid of its image {case.image}: {'; '.join(differences)}.")
     labels = sitk.GetArrayViewFromImage(mask)
     if labels.min() < 0:
         raise DatasetError(f"mask {case.mask} contains negative labels.")

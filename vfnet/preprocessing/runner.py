@@ -13,8 +13,9 @@ import numpy as np
 
 from vfnet.dataset.format import RawCase, RawDataset
 from vfnet.dataset.image_io import check_finite, read_centroids, read_image
-from vfnet.errors import VfnetError
-from vfnet.fileio import save_npy, write_json
+from vfnet.dataset.integrity import geometry_mismatches
+from vfnet.errors import DatasetError, VfnetError
+from vfnet.fileio import remove_stale_temporaries, save_npy, write_json
 from vfnet.preprocessing.parallel import map_cases
 from vfnet.preprocessing.preprocessor import preprocess_case
 
@@ -32,6 +33,9 @@ def preprocess_raw_case(case: RawCase, preprocessing_plan: dict[str, Any], outpu
     image = read_image(case.image, "image")
     check_finite(image, case.image, "image")
     mask = read_image(case.mask, "mask") if case.mask is not None else None
+    differences = geometry_mismatches(image, mask) if mask is not None else []
+    if differences:   # the mask may have been replaced after the fingerprint checked it
+        raise DatasetError(f"mask {case.mask} is not on the grid of its image {case.image}: {'; '.join(differences)}.")
     centroids = read_centroids(case.centroids, image) if case.centroids is not None else None
     crops = preprocess_case(image, mask, centroids, sorted(case.grades), preprocessing_plan)
     written = []
@@ -52,6 +56,7 @@ def preprocess_dataset(dataset: RawDataset, plans: dict[str, Any], output_folder
     if clean and output_folder.exists():
         shutil.rmtree(output_folder)
     output_folder.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(output_folder)   # left by a run killed mid-write
     todo = [case for case in dataset.cases if not is_case_done(case, output_folder)]
     worker = partial(preprocess_raw_case, preprocessing_plan=plans["preprocessing"], output_folder=output_folder)
     outcomes = map_cases(worker, [(case.case_id, case) for case in todo], num_processes, "preprocessing")

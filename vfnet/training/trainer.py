@@ -15,7 +15,7 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from vfnet.errors import PlanError, VfnetError
-from vfnet.fileio import read_json, write_json
+from vfnet.fileio import read_json, remove_stale_temporaries, write_json
 from vfnet.training import distributed
 from vfnet.training.augmentation import BatchAugmenter
 from vfnet.training.checkpoint import (capture_rng_state, check_network_plan, load_checkpoint, restore_rng_state,
@@ -187,6 +187,7 @@ def train_fold(run: TrainingRun, rank: int = 0, world_size: int = 1) -> dict[str
                 "log": log, "best_metric": best_metric, "seed": seed}
 
     if main:
+        remove_stale_temporaries(run.fold_folder)   # left by a run killed mid-write
         _write_self_description(run)
         progress.message(f"{'Resuming' if start_epoch else 'Starting'} fold {run.fold} at epoch {start_epoch} of "
                          f"{epochs} on {device}: {len(train)} training samples (grades {sampler.grades_present}, "
