@@ -1,8 +1,9 @@
 """Compute budgets: how much training one fold may cost, and what the hardware delivers.
 
-The effective throughput constants turn the analytic FLOPs of a plan into minutes. CPU: the residual
-encoder of a 32x40x40 crop trained (forward + backward, batch 16, AdamW) at ~80 GFLOP/s on this project's
-2-core machine with two torch threads; half of that is kept for augmentation, data loading and validation.
+The effective throughput constants turn the analytic FLOPs of a plan into minutes. CPU: a whole training
+step of the planned network (augmentation, two views, forward + backward, AdamW) at a 32x48x40 crop ran at
+~76 GFLOP/s on this project's 2-core machine when it was otherwise idle (benchmarks/bench_training_speed.py,
+0.62 s per step of 16 samples x 2 views; documentation/benchmarks.md); 75 is kept.
 GPU: a conservative figure for an ~8 GB card running the same small 3D convolutions with mixed precision.
 Recalibrate by measurement (benchmarks/) rather than by guessing; the plan records the constant it used.
 """
@@ -10,7 +11,8 @@ from dataclasses import dataclass
 
 from vfnet.errors import PlanError
 
-CPU_EFFECTIVE_GFLOPS = 40.0
+CPU_EFFECTIVE_GFLOPS = 75.0
+TRAINING_VIEWS = 2  # SupCon trains on two augmented views of every sample
 GPU_EFFECTIVE_GFLOPS = 1500.0
 
 

@@ -10,7 +10,7 @@ import numpy as np
 from vfnet import __version__
 from vfnet.errors import PlanError
 from vfnet.labels import GENANT_GRADES
-from vfnet.planning.budget import Budget, get_budget
+from vfnet.planning.budget import TRAINING_VIEWS, Budget, get_budget
 from vfnet.planning.network_plan import forward_flops, network_plan, num_downsamplings
 from vfnet.planning.typical_sizes import typical_body_size_mm
 
@@ -156,7 +156,9 @@ def _fit_budget(budget: Budget, target: list[float], finest_allowed: float, crop
         network = network_plan(downsamplings, 2, budget.stem_channels, budget.max_channels,
                                budget.projection_dim, DROPOUT)
         flops = forward_flops(network, crop_size)
-        epoch_seconds = (iterations * batch_size * 3 * flops + n_val * flops) / (budget.effective_gflops * 1e9)
+        # Training runs two augmented views per sample (SupCon), forward + backward ~ 3x forward.
+        epoch_seconds = (iterations * batch_size * TRAINING_VIEWS * 3 * flops + n_val * flops) / \
+            (budget.effective_gflops * 1e9)
         last = index == len(candidates) - 1
         if (max(crop_size) <= budget.max_crop_voxels and epoch_seconds * MIN_EPOCHS <= budget_seconds) or last:
             break
@@ -170,7 +172,7 @@ def _fit_budget(budget: Budget, target: list[float], finest_allowed: float, crop
     reasons["training.epochs"] = (
         f"One epoch = {iterations} iterations x {batch_size} = one pass over the ~{n_train} training vertebrae; "
         f"estimated {epoch_seconds:.1f} s per epoch at {budget.effective_gflops:g} effective GFLOP/s "
-        f"({flops / 1e9:.3f} GFLOP forward per sample, x3 for training); {epochs} epochs fill the "
+        f"({flops / 1e9:.3f} GFLOP forward per sample, x3 for training, x{TRAINING_VIEWS} views); {epochs} epochs fill the "
         f"{budget.minutes_per_fold:g}-minute {budget.name} budget per fold (at most {budget.max_epochs}).")
     if epochs < MIN_EPOCHS:
         reasons["training.epochs"] += (f" Even at the coarsest allowed spacing fewer than {MIN_EPOCHS} epochs fit: "
