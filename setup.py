@@ -41,6 +41,10 @@ setup(
     ],
     extras_require={
         "test": ["pytest>=7"],
+        # Benchmarks only (benchmarks/install_bench.sh also adds nnU-Net v2 with --no-deps: its timm ->
+        # torchvision chain would otherwise replace the pinned CPU torch with a CUDA build).
+        "bench": ["monai==1.6.1", "nibabel", "tifffile", "graphviz", "yacs", "seaborn", "pandas", "imagecodecs",
+                  "einops", "blosc2", "requests", "dicom2nifti"],
     },
     entry_points={"console_scripts": [f"{name}={target}" for name, target in COMMANDS.items()]},
 )

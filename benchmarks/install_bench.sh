@@ -4,7 +4,6 @@
 # Usage: bash benchmarks/install_bench.sh   (from the repository root, in the environment vfnet is installed in)
 set -euo pipefail
 pip install torch==2.13.0
-pip install monai==1.6.1
+pip install -e ".[bench]"
 pip install --no-deps nnunetv2==2.8.1 dynamic-network-architectures==0.4.4 batchgeneratorsv2==0.3.6
-pip install nibabel tifffile graphviz yacs seaborn pandas imagecodecs einops blosc2 requests dicom2nifti
 python -c "import torch, monai, nnunetv2; print('torch', torch.__version__, '| monai', monai.__version__, '| nnunetv2 ok')"
