@@ -137,3 +137,11 @@ def test_load_plans_roundtrip_and_broken_json(tmp_path):
     (tmp_path / "broken.json").write_text("{")
     with pytest.raises(PlanError, match="broken.json"):
         load_plans(tmp_path / "broken.json")
+
+
+def test_constant_vertebra_intensities_still_give_a_valid_window():
+    from vfnet.planning.planner import MIN_WINDOW_HU, _intensity_window
+
+    low, high = _intensity_window({"percentile_00_5": 250.0, "percentile_99_5": 250.0})
+    assert high - low == MIN_WINDOW_HU and (low + high) / 2 == 250.0
+    assert _intensity_window({"percentile_00_5": 80.0, "percentile_99_5": 600.0}) == [80.0, 600.0]

@@ -16,6 +16,10 @@ from vfnet.planning.typical_sizes import typical_body_size_mm
 
 ANISOTROPY_RATIO = 3.0             # nnU-Net's threshold for treating one axis as low resolution
 ANISOTROPIC_PERCENTILE = 10        # ... whose target then is the 10th percentile of that axis' spacings
+# Near-constant intensities inside the vertebrae (phantoms, clipped exports) would give an empty window and a
+# zero std; these floors keep the normalisation defined.
+MIN_WINDOW_HU = 100.0
+MIN_INTENSITY_STD_HU = 1.0
 MIN_VOXELS_PER_BODY_HEIGHT = 12    # a 20 % height loss must span >= 2 voxels to be visible
 EXTENT_PERCENTILE = 90             # crop covers 90 % of vertebrae fully; the largest few are cut at the margin
 NEIGHBOUR_MARGIN_MM = 8.0          # intervertebral disc (5-10 mm) + the neighbour's endplate, above and below
@@ -57,18 +61,18 @@ def plan_experiment(fingerprint: dict[str, Any], budget_name: str = "cpu",
                 "grad_clip": 12.0, **_loss_weights(counts, present, reasons), "detach_classifier": False,
                 "augmentation": augmentation(reasons)}
     intensity = fingerprint["intensity"]
+    clip = _intensity_window(intensity)
     preprocessing = {
         "target_spacing": spacing, "crop_size_mm": [round(n * s, 2) for n, s in zip(crop_size, spacing)],
         "crop_size": crop_size, "background_hu": BACKGROUND_HU, "ct_interpolation": "linear",
-        "ct_channels": [{"name": "bone", "clip": [round(intensity["percentile_00_5"], 2),
-                                                  round(intensity["percentile_99_5"], 2)],
-                         "center": round(intensity["mean"], 3), "scale": round(max(intensity["std"], 1e-3), 3)}],
+        "ct_channels": [{"name": "bone", "clip": clip, "center": round(intensity["mean"], 3),
+                         "scale": round(max(intensity["std"], MIN_INTENSITY_STD_HU), 3)}],
         "mask_channel": "target_vertebra", "num_input_channels": 2}
     reasons["preprocessing.ct_channels"] = (
         f"nnU-Net's CT normalisation from {intensity['num_samples']} voxels sampled inside the graded vertebrae: "
         f"clip to their 0.5/99.5 percentiles [{intensity['percentile_00_5']:.0f}, "
-        f"{intensity['percentile_99_5']:.0f}] HU, subtract the mean {intensity['mean']:.1f}, divide by the std "
-        f"{intensity['std']:.1f}.")
+        f"{intensity['percentile_99_5']:.0f}] HU (widened to at least {MIN_WINDOW_HU:g} HU), subtract the mean "
+        f"{intensity['mean']:.1f}, divide by the std {intensity['std']:.1f} (at least {MIN_INTENSITY_STD_HU:g}).")
     return {
         "plans_name": plans_name, "dataset_name": fingerprint["dataset_name"], "vfnet_version": __version__,
         "budget": budget.name, "data_identifier": f"{plans_name}_3d", "grades_present": present,
@@ -179,6 +183,15 @@ def _fit_budget(budget: Budget, target: list[float], finest_allowed: float, crop
                                        f"expect under-training; use --budget gpu or a smaller crop.")
     minutes = epochs * epoch_seconds / 60.0
     return spacing, crop_size, network, flops, epochs, iterations, minutes
+
+
+def _intensity_window(intensity: dict[str, float]) -> list[float]:
+    """The 0.5/99.5 percentile window, widened symmetrically to at least MIN_WINDOW_HU."""
+    low, high = float(intensity["percentile_00_5"]), float(intensity["percentile_99_5"])
+    if high - low < MIN_WINDOW_HU:
+        middle = (low + high) / 2.0
+        low, high = middle - MIN_WINDOW_HU / 2.0, middle + MIN_WINDOW_HU / 2.0
+    return [round(low, 2), round(high, 2)]
 
 
 def _loss_weights(counts: dict[int, int], present: list[int], reasons: dict[str, str]) -> dict[str, Any]:

@@ -126,6 +126,7 @@ def apply_overrides(plans: dict[str, Any], overrides: Iterable[str]) -> dict[str
     index (`preprocessing.crop_size.0=48`). A value that is not valid JSON is taken as a string.
     """
     result = copy.deepcopy(plans)
+    overrides = list(overrides)
     for override in overrides:
         key, separator, text = override.partition("=")
         if not separator or not key:
@@ -137,7 +138,7 @@ def apply_overrides(plans: dict[str, Any], overrides: Iterable[str]) -> dict[str
         parent, last = _resolve_parent(result, key)
         parent[last] = value
         result.setdefault("reasons", {})[key] = f"set by the user: --override {override}"
-    validate_plans(result, "plans after --override")
+    validate_plans(result, "plans after --override" if overrides else "the new plan")
     return result
 
 
