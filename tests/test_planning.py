@@ -80,7 +80,9 @@ def test_batch_holds_k_of_every_grade_present_and_absent_grade_weight_is_zero():
     assert plans["grades_present"] == [0, 2, 3]
     assert training["batch_size"] == 3 * training["samples_per_grade"]
     weights = training["ce_class_weights"]
-    assert weights[1] == 0 and weights[3] > weights[2] > weights[0]
+    # Balanced batches x weights ∝ sqrt(count): the effective prior still favours the common grade, less so.
+    assert weights[1] == 0 and weights[0] > weights[2] > weights[3]
+    assert weights[0] / weights[3] == pytest.approx((100 / 10) ** 0.5, rel=1e-3)
     assert sum(weights) == pytest.approx(3.0, abs=1e-3)
 
 

@@ -195,15 +195,18 @@ def _intensity_window(intensity: dict[str, float]) -> list[float]:
 
 
 def _loss_weights(counts: dict[int, int], present: list[int], reasons: dict[str, str]) -> dict[str, Any]:
-    raw = {grade: 1.0 / math.sqrt(counts[grade]) for grade in present}
+    # The balanced sampler shows every grade equally often; weights ∝ sqrt(n_g) turn that into an effective
+    # class prior ∝ sqrt(n_g): inverse-square-root re-weighting of the dataset's own prior, not a double correction.
+    raw = {grade: math.sqrt(counts[grade]) for grade in present}
     mean = sum(raw.values()) / len(raw)
     weights = [round(raw[grade] / mean, 4) if grade in raw else 0.0 for grade in GENANT_GRADES]
     ratio = max(counts[g] for g in present) / min(counts[g] for g in present)
     supcon_weight = round(min(1.0, 0.5 + 0.25 * math.log10(ratio)), 3)
     temperature = round(min(0.2, 0.1 * (1.0 + 0.5 * math.log10(ratio))), 3)
     reasons["training.ce_class_weights"] = (
-        f"Inverse square root of the grade counts {[counts.get(g, 0) for g in GENANT_GRADES]}, normalised to mean 1 "
-        f"over the grades present; absent grades get 0.")
+        f"Square root of the grade counts {[counts.get(g, 0) for g in GENANT_GRADES]}, normalised to mean 1 over the "
+        f"grades present (absent grades 0): with the class-balanced sampler the effective class prior is then "
+        f"proportional to sqrt(count), the dataset's prior re-weighted by 1/sqrt(count).")
     reasons["training.supcon_weight"] = (f"0.5 + 0.25 log10(imbalance ratio {ratio:.1f}), at most 1: the rarer the "
                                          f"fractures, the more the encoder relies on the contrastive signal.")
     reasons["training.supcon_temperature"] = (f"0.1 x (1 + 0.5 log10(imbalance ratio {ratio:.1f})), at most 0.2: "
