@@ -132,7 +132,9 @@ def main() -> None:
             seconds_per_fold.append(round(seconds, 1))
             print(f"    {len(fold_rows)} out-of-fold predictions, {seconds:.1f} s", flush=True)
         result["methods"][method] = {"metrics": pooled_metrics(rows, args.bootstrap),
-                                     "seconds_per_fold": seconds_per_fold, **notes}
+                                     "seconds_per_fold": seconds_per_fold, **notes,
+                                     "out_of_fold": [{key: row[key] for key in ("sample", "patient", "reference",
+                                                                               "probabilities")} for row in rows]}
         summary = result["methods"][method]["metrics"]
         print(f"  {method}: macro-F1 {summary['macro_f1']:.3f} {summary['ci95']['macro_f1']}, "
               f"AUC {summary['binary_roc_auc']}", flush=True)

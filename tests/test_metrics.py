@@ -124,3 +124,21 @@ def test_patient_grouped_bootstrap_resamples_patients():
     assert grouped["accuracy"][0] * 10 == pytest.approx(round(grouped["accuracy"][0] * 10))
     with pytest.raises(VfnetError, match="one patient per sample"):
         bootstrap_intervals(reference, probabilities, groups=groups[:5], n=10)
+
+
+def test_paired_difference_of_two_models():
+    from vfnet.evaluation.bootstrap import paired_difference_intervals
+
+    rng = np.random.default_rng(3)
+    reference = rng.integers(0, 4, size=200)
+    good = np.full((200, 4), 0.1)
+    good[np.arange(200), reference] = 0.7          # always right
+    noisy = rng.dirichlet(np.ones(4), size=200)    # chance level
+    groups = np.repeat(np.arange(50), 4)
+    result = paired_difference_intervals(reference, good, noisy, groups=groups, n=300, seed=1)
+    expected = classification_metrics(reference, good)["macro_f1"] - classification_metrics(reference, noisy)["macro_f1"]
+    assert result["macro_f1"]["difference"] == pytest.approx(expected)
+    assert 0 < result["macro_f1"]["low"] <= expected <= result["macro_f1"]["high"]
+    assert result["macro_f1"]["fraction_a_better"] == 1.0
+    same = paired_difference_intervals(reference, noisy, noisy, groups=groups, n=100, seed=1)
+    assert same["qwk"]["low"] == same["qwk"]["high"] == 0.0
