@@ -51,7 +51,7 @@ def check_network_plan(path: str | Path, payload: dict[str, Any], network_plan: 
 
 
 def _refused_global(error: Exception) -> str:
-    """The line of torch's message that names what was refused (its first lines suggest weights_only=False)."""
+    """The line of torch's message that names what was refused (its first lines suggest turning the safe mode off)."""
     lines = [line.strip() for line in str(error).splitlines() if "GLOBAL" in line or "Unsupported" in line]
     return lines[0].rstrip(".") if lines else "unsupported content"
 
