@@ -53,6 +53,13 @@ def test_rerun_skips_finished_samples_and_clean_redoes_them(tiny_dataset):
     assert preprocess.main(["-d", "1", "-np", "1"]) == 0
     assert first.stat().st_mtime_ns == stamp
     assert (crops / "tiny010_21.json").exists()
+    plans_path = folders["vfnet_preprocessed"] / NAME / "vfnetPlans.json"
+    plans = read_json(plans_path)
+    plans["preprocessing"]["ct_channels"][0]["clip"][1] += 100.0   # the user edits the plan's window
+    plans_path.write_text(json.dumps(plans))
+    assert preprocess.main(["-d", "1", "-np", "1"]) == 0
+    assert first.stat().st_mtime_ns != stamp, "a sample made with another plan must be redone"
+    stamp = first.stat().st_mtime_ns
     (crops / "stale_1.json").write_text("{}")
     assert preprocess.main(["-d", "1", "-np", "1", "--clean"]) == 0
     assert not (crops / "stale_1.json").exists() and first.stat().st_mtime_ns != stamp

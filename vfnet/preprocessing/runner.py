@@ -1,9 +1,13 @@
 """Preprocess a whole raw dataset into `<preprocessed>/<Dataset>/<data_identifier>/`, resumably.
 
 Each sample is `<case>_<label>.npy` (float16) followed by `<case>_<label>.json`; the JSON is written last and
-atomically, so its presence means the sample is complete and a rerun skips it (unless `clean`).
+atomically, so its presence means the sample is complete and a rerun skips it (unless `clean`). The JSON also
+records a signature of the plan's preprocessing section: a sample made with another plan (an edited spacing or
+window) is redone, never served.
 A failing case is reported with its problem; the other cases are still preprocessed.
 """
+import hashlib
+import json
 import shutil
 from functools import partial
 from pathlib import Path
@@ -15,7 +19,7 @@ from vfnet.dataset.format import RawCase, RawDataset
 from vfnet.dataset.image_io import check_finite, read_centroids, read_image
 from vfnet.dataset.integrity import geometry_mismatches
 from vfnet.errors import DatasetError, VfnetError
-from vfnet.fileio import remove_stale_temporaries, save_npy, write_json
+from vfnet.fileio import read_json, remove_stale_temporaries, save_npy, write_json
 from vfnet.preprocessing.parallel import map_cases
 from vfnet.preprocessing.preprocessor import preprocess_case
 
@@ -24,8 +28,19 @@ def sample_id(case_id: str, label: int) -> str:
     return f"{case_id}_{int(label)}"
 
 
-def is_case_done(case: RawCase, output_folder: Path) -> bool:
-    return all((output_folder / f"{sample_id(case.case_id, label)}.json").exists() for label in case.grades)
+def preprocessing_signature(preprocessing_plan: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(preprocessing_plan, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def is_case_done(case: RawCase, output_folder: Path, signature: str) -> bool:
+    for label in case.grades:
+        path = output_folder / f"{sample_id(case.case_id, label)}.json"
+        try:
+            if not path.exists() or read_json(path, "sample properties").get("preprocessing_signature") != signature:
+                return False
+        except (VfnetError, AttributeError):  # unreadable or not an object: redo it
+            return False
+    return True
 
 
 def preprocess_raw_case(case: RawCase, preprocessing_plan: dict[str, Any], output_folder: Path) -> list[str]:
@@ -44,7 +59,8 @@ def preprocess_raw_case(case: RawCase, preprocessing_plan: dict[str, Any], outpu
         save_npy(output_folder / f"{name}.npy", array.astype(np.float16))
         write_json(output_folder / f"{name}.json", {
             "sample": name, "case": case.case_id, "patient": case.patient, **properties,
-            "grade": case.grades[label], "source_file": str(case.image)})
+            "grade": case.grades[label], "source_file": str(case.image),
+            "preprocessing_signature": preprocessing_signature(preprocessing_plan)})
         written.append(name)
     return written
 
@@ -57,7 +73,8 @@ def preprocess_dataset(dataset: RawDataset, plans: dict[str, Any], output_folder
         shutil.rmtree(output_folder)
     output_folder.mkdir(parents=True, exist_ok=True)
     remove_stale_temporaries(output_folder)   # left by a run killed mid-write
-    todo = [case for case in dataset.cases if not is_case_done(case, output_folder)]
+    signature = preprocessing_signature(plans["preprocessing"])
+    todo = [case for case in dataset.cases if not is_case_done(case, output_folder, signature)]
     worker = partial(preprocess_raw_case, preprocessing_plan=plans["preprocessing"], output_folder=output_folder)
     outcomes = map_cases(worker, [(case.case_id, case) for case in todo], num_processes, "preprocessing")
     failures = [outcome for outcome in outcomes if outcome.error]
