@@ -2,7 +2,6 @@
 with process-tree peak memory, and JSON results. Benchmarks only; nothing here is imported by vfnet."""
 import argparse
 import datetime
-import json
 import os
 import platform
 import resource
@@ -140,11 +139,10 @@ def median(values: Sequence[float]) -> float:
 
 
 def write_result(results: Path, name: str, payload: dict[str, Any]) -> Path:
-    """Results are benchmark outputs, not project artifacts; still written temp-then-rename like everything."""
-    results.mkdir(parents=True, exist_ok=True)
+    """Results are written atomically with vfnet's own helper, like every other file."""
+    from vfnet.fileio import write_json
+
     path = results / f"{name}.json"
-    temporary = path.with_suffix(".json.tmp")
-    temporary.write_text(json.dumps(payload, indent=2) + "\n")
-    temporary.replace(path)
+    write_json(path, payload)
     print(f"Wrote {path}")
     return path

@@ -13,6 +13,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from vfnet.dataset.image_io import read_centroids, read_image
+from vfnet.preprocessing.crop import canonical_axis_order
 from vfnet.errors import VfnetError
 from vfnet.inference.inputs import IMAGE_ENDINGS, looks_like_mask, split_image_name
 from vfnet.labels import (GRADABLE_LABELS, TOTALSEGMENTATOR_FILE_TO_VERSE, TOTALSEGMENTATOR_TO_VERSE,
@@ -162,9 +163,7 @@ def _present_labels(mask: sitk.Image) -> list[int]:
 
 def _touching_cranio_caudal_border(mask: sitk.Image, labels: list[int]) -> set[int]:
     """Labels whose voxels reach the first or last slice along the image axis closest to head-feet."""
-    direction = np.array(mask.GetDirection()).reshape(3, 3)
-    axis_xyz = int(np.argmax(np.abs(direction[2])))  # image axis whose direction has the largest S-I component
-    array_axis = 2 - axis_xyz
+    array_axis = 2 - canonical_axis_order(mask)[0]  # ITK axis index -> numpy axis index
     array = sitk.GetArrayViewFromImage(mask)
     size = array.shape[array_axis]
     first = np.take(array, 0, axis=array_axis)

@@ -29,13 +29,10 @@ def check_plans_name(plans_name: str) -> None:
 
 def verify_integrity(dataset: str | int) -> None:
     """Run the dataset integrity check and stop with its problems, like nnU-Net's --verify_dataset_integrity."""
-    from vfnet.dataset.integrity import verify_dataset  # imported here: only this option needs it
+    from vfnet.dataset.integrity import raise_if_problems, verify_dataset  # only this option needs them
 
     raw, _ = dataset_folders(dataset)
-    problems = verify_dataset(raw)
-    if problems:
-        listing = "\n".join(f"  - {problem}" for problem in problems)
-        raise VfnetError(f"The dataset in {raw} failed the integrity check with {len(problems)} problem(s):\n{listing}")
+    raise_if_problems(verify_dataset(raw), raw)
 
 
 def load_dataset(dataset: str | int) -> tuple[RawDataset, Path]:

@@ -194,6 +194,7 @@ def train_fold(run: TrainingRun, rank: int = 0, world_size: int = 1) -> dict[str
                          f"batch {sampler.batch_size}), {len(val) if val is not None else 0} validation samples, "
                          f"{world_size} process(es), seed {seed}.")
     epoch = start_epoch
+    last_validation = None  # the validation of the last epoch run here: the final weights' outputs reuse it
     try:
         for epoch in range(start_epoch, epochs):
             started, learning_rate = time.perf_counter(), schedule.current_lr
@@ -205,7 +206,8 @@ def train_fold(run: TrainingRun, rank: int = 0, world_size: int = 1) -> dict[str
                 summary = ", ".join(f"{k} {v:.4f}" for k, v in values.items())
                 improved = False
                 if val is not None:
-                    metrics = evaluate(raw_model, val, evaluation_batch, device, training["ce_class_weights"])["metrics"]
+                    last_validation = evaluate(raw_model, val, evaluation_batch, device, training["ce_class_weights"])
+                    metrics = last_validation["metrics"]
                     values.update({f"val_{key}": metrics[key] for key in ("loss", "macro_f1", "binary_roc_auc", "qwk")})
                     summary += f", val_loss {metrics['loss']:.4f}, val_macro_f1 {metrics['macro_f1']:.4f}"
                     improved = metrics["macro_f1"] > best_metric
@@ -228,7 +230,8 @@ def train_fold(run: TrainingRun, rank: int = 0, world_size: int = 1) -> dict[str
         return None
     save_checkpoint(run.fold_folder / "checkpoint_final.pth", payload_for(epochs - 1))
     samples, evaluated_on = (val, "validation fold") if val is not None else (train, ALL_DATA_NOTE)
-    result = evaluate(raw_model, samples, evaluation_batch, device, training["ce_class_weights"])
+    result = last_validation if val is not None and last_validation is not None else \
+        evaluate(raw_model, samples, evaluation_batch, device, training["ce_class_weights"])
     write_validation_outputs(run.fold_folder / "validation", samples, result, evaluated_on, "checkpoint_final")
     progress.message(f"Finished fold {run.fold}: final weights on the {evaluated_on}: macro-F1 "
                      f"{result['metrics']['macro_f1']:.4f}, QWK {result['metrics']['qwk']}.")
