@@ -25,6 +25,7 @@ from common import DEFAULT_PHANTOM, base_parser, convert_phantom, machine, run_c
 
 from vfnet.evaluation.bootstrap import bootstrap_intervals
 from vfnet.evaluation.metrics import classification_metrics
+from vfnet.paths import fold_folder, model_folder
 from vfnet.planning.plans import load_plans
 
 DATASET_ID = 504
@@ -72,8 +73,8 @@ def train_vfnet_method(method: str, fold: int, args, env: dict[str, str]) -> tup
     if result.returncode != 0:
         sys.exit(f"{' '.join(command)} failed:\n{result.stdout[-2000:]}\n{result.stderr[-2000:]}")
     dataset_name = next(Path(env["vfnet_preprocessed"]).glob(f"Dataset{DATASET_ID:03d}_*")).name
-    csv_path = (Path(env["vfnet_results"]) / dataset_name / f"vfnetTrainer__{plans_name}" / f"fold_{fold}" /
-                "validation" / "predictions.csv")
+    model = model_folder(dataset_name, "vfnetTrainer", plans_name, Path(env["vfnet_results"]))
+    csv_path = fold_folder(model, fold) / "validation" / "predictions.csv"
     with open(csv_path, newline="") as handle:
         rows = [{"sample": f"{r['case']}_{r['vertebra']}", "patient": r["patient"], "reference": int(r["reference"]),
                  "probabilities": [float(r[f"p{g}"]) for g in range(4)]} for r in csv.DictReader(handle)]

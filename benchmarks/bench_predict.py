@@ -18,8 +18,10 @@ import numpy as np
 import SimpleITK as sitk
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import (DEFAULT_PHANTOM, REPO_ROOT, base_parser, convert_phantom, machine, median, run_checked,
+from common import (DEFAULT_PHANTOM, REPO_ROOT, base_parser, convert_phantom, machine, median, run_checked,  # noqa: E402
                     timed_run, vfnet_env, write_result)
+
+from vfnet import paths  # noqa: E402
 
 DATASET_ID = 503
 REAL_CT = REPO_ROOT.parent / "shared" / "data" / "real" / "totalsegmentator_example"
@@ -97,7 +99,7 @@ def main() -> None:
     raw = convert_phantom(args.phantom, workdir, DATASET_ID)
     print("Planning, preprocessing and training 5 throw-away folds ...", flush=True)
     train_checkpoints(env)
-    model_folder = Path(env["vfnet_results"]) / raw.name / "vfnetTrainer__vfnetPlans"
+    model_folder = paths.model_folder(raw.name, "vfnetTrainer", "vfnetPlans", Path(env["vfnet_results"]))
     cases = [entry["case"] for entry in json.loads((raw / "dataset.json").read_text())["training"]]
     eight = next(c for c in cases if vertebra_count(raw / "labelsTr" / f"{c}.nii.gz") == 8)
     single = input_folder(raw, [eight], workdir / "input_one")

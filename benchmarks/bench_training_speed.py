@@ -24,7 +24,7 @@ from vfnet.planning.plans import load_plans
 from vfnet.training.augmentation import BatchAugmenter
 from vfnet.training.distributed import raise_malloc_thresholds
 from vfnet.training.losses import ContrastiveClassificationLoss
-from vfnet.training.network import build_network
+from vfnet.model.network import build_network
 
 DATASET_ID = 502
 

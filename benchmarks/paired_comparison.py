@@ -19,6 +19,7 @@ from bench_accuracy import DATASET_ID, VARIANTS  # noqa: E402
 from common import base_parser, machine, write_result  # noqa: E402
 
 from vfnet.evaluation.bootstrap import paired_difference_intervals  # noqa: E402
+from vfnet.paths import fold_folder, model_folder_name  # noqa: E402
 from vfnet.planning.plans import load_plans  # noqa: E402
 
 METRICS = ("macro_f1", "qwk", "binary_roc_auc", "binary_sensitivity", "binary_specificity", "f1_grade_1")
@@ -26,7 +27,8 @@ METRICS = ("macro_f1", "qwk", "binary_roc_auc", "binary_sensitivity", "binary_sp
 
 def variant_rows(results: Path, plans_name: str) -> dict[str, dict]:
     rows = {}
-    for csv_path in sorted((results / f"vfnetTrainer__{plans_name}").glob("fold_*/validation/predictions.csv")):
+    model = results / model_folder_name("vfnetTrainer", plans_name)
+    for csv_path in sorted(fold_folder(model, "*").glob("validation/predictions.csv")):
         with open(csv_path, newline="") as handle:
             for row in csv.DictReader(handle):
                 rows[f"{row['case']}_{row['vertebra']}"] = {

@@ -17,6 +17,7 @@ import pytest
 import SimpleITK as sitk
 
 from tiny_spine import standard_cases, write_raw_dataset
+from vfnet import paths
 from vfnet.cli.common import run_cli
 from vfnet.dataset.image_io import write_image
 
@@ -282,7 +283,7 @@ def install_model(source: dict[str, Path], target: dict[str, Path]) -> None:
 
 
 def model_folder(folders: dict[str, Path]) -> Path:
-    return folders["vfnet_results"] / DATASET / "vfnetTrainer__vfnetPlans"
+    return paths.model_folder(DATASET, "vfnetTrainer", "vfnetPlans", folders["vfnet_results"])
 
 
 def prediction_input(folders: dict[str, Path], target: Path, cases: Sequence[str] = (FIRST_CASE,)) -> Path:

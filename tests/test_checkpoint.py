@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from vfnet.errors import CheckpointError
-from vfnet.training.checkpoint import (capture_rng_state, check_network_plan, load_checkpoint, restore_rng_state,
+from vfnet.model.checkpoint import (capture_rng_state, check_network_plan, load_checkpoint, restore_rng_state,
                                        save_checkpoint)
 
 

@@ -7,13 +7,14 @@ import pytest
 
 from vfnet.cli.cv_summary import main
 from vfnet.errors import VfnetError
+from vfnet.paths import fold_folder, model_folder_name
 
-MODEL = "vfnetTrainer__vfnetPlans"
+MODEL = model_folder_name("vfnetTrainer", "vfnetPlans")
 COLUMNS = ["case", "patient", "vertebra", "level", "reference", "grade", "p0", "p1", "p2", "p3", "p_fracture"]
 
 
 def write_fold(model_folder, fold: int, rng, checkpoint="checkpoint_final", progress=True):
-    validation = model_folder / f"fold_{fold}" / "validation"
+    validation = fold_folder(model_folder, fold) / "validation"
     validation.mkdir(parents=True)
     rows, samples, references = [], [], []
     for case_index in range(4):
@@ -38,7 +39,7 @@ def write_fold(model_folder, fold: int, rng, checkpoint="checkpoint_final", prog
              embedding=embedding / np.linalg.norm(embedding, axis=1, keepdims=True))
     (validation / "metrics.json").write_text(json.dumps({"checkpoint": checkpoint}))
     if progress:
-        (model_folder / f"fold_{fold}" / "progress.json").write_text(json.dumps(
+        (fold_folder(model_folder, fold) / "progress.json").write_text(json.dumps(
             {"train_loss": [2.0, 1.5, 1.2], "val_loss": [2.1, 1.7, None],
              "val_macro_f1": [0.2, 0.4, 0.5], "learning_rate": [1e-3, 5e-4, 1e-4]}))
 

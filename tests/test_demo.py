@@ -2,6 +2,7 @@
 import csv
 
 from vfnet.cli import demo
+from vfnet.paths import fold_folder, model_folder
 
 
 def test_demo_runs_end_to_end(tmp_path, capsys):
@@ -10,9 +11,9 @@ def test_demo_runs_end_to_end(tmp_path, capsys):
                       "--iterations", "1"]) == 0
     output = capsys.readouterr().out
     assert "cross-validation, pooled out-of-fold" in output
-    model = workdir / "vfnet_results" / demo.DATASET_NAME / f"{demo.TRAINER}__{demo.PLANS}"
+    model = model_folder(demo.DATASET_NAME, demo.TRAINER, demo.PLANS, workdir / "vfnet_results")
     for fold in range(5):
-        assert (model / f"fold_{fold}" / "checkpoint_final.pth").is_file()
+        assert (fold_folder(model, fold) / "checkpoint_final.pth").is_file()
     assert (model / "cv_summary" / "report.html").is_file()
     with open(workdir / "predictions" / "predictions.csv") as handle:
         rows = list(csv.DictReader(handle))

@@ -8,6 +8,7 @@ import torch
 from hardening_corpus import (DATASET, FIRST_CASE, assert_clean_failure, install_model,
                               leftovers, model_folder, plant_pickled_checkpoint, prediction_input, run_in_process, trained_model)
 from vfnet.cli import cv_summary, evaluate, predict, train
+from vfnet.preprocessing.samples import array_path, read_sample_properties
 
 PLANS_EDITS = {
     "not_json": lambda text: text[: len(text) // 2],
@@ -143,7 +144,8 @@ def test_train_refuses_a_fold_outside_the_splits(folders, capsys):
 
 
 def test_train_names_a_missing_crop(folders, capsys):
-    crop = next((folders["vfnet_preprocessed"] / DATASET / "vfnetPlans_3d").glob("*.npy"))
+    crops = folders["vfnet_preprocessed"] / DATASET / "vfnetPlans_3d"
+    crop = array_path(crops, read_sample_properties(crops)[0]["sample"])
     crop.write_bytes(b"\x93NUMPY broken")
     code, stderr = run_in_process("vfnet_train", train.main, ["-d", "901", "-f", "0", "--epochs", "1"], capsys)
     assert_clean_failure(code, stderr, crop.name)

@@ -14,6 +14,8 @@ from hardening_corpus import (DATASET, FIRST_CASE, REPO, assert_clean_failure, i
                               install_model, leftovers, mask_file, model_folder, prediction_input, run_in_process,
                               subprocess_env, trained_model, write_tiny_dataset)
 from vfnet.cli import plan_and_preprocess, predict, train
+from vfnet.preprocessing.samples import (PROPERTIES_SUFFIX, array_path, load_arrays, properties_path,
+                                         read_sample_properties)
 
 
 @pytest.fixture
@@ -41,24 +43,23 @@ def _kill_when(process, appeared, timeout=60.0) -> bool:
 
 
 def _assert_crops_complete(crop_folder, expected):
-    properties = sorted(crop_folder.glob("*.json"))
+    properties = read_sample_properties(crop_folder)
     assert len(properties) == expected
-    for path in properties:
-        shape = json.loads(path.read_text())["shape"]
-        array = np.load(path.with_suffix(".npy"), allow_pickle=False)
-        assert list(array.shape) == shape and np.isfinite(array).all()
+    for sample in properties:
+        array = load_arrays(crop_folder, [sample["sample"]], sample["shape"])
+        assert np.isfinite(array).all()
 
 
 def test_preprocessing_killed_then_rerun_serves_only_complete_crops(vfnet_folders, capsys):
     write_tiny_dataset(vfnet_folders["vfnet_raw"])
     crops = vfnet_folders["vfnet_preprocessed"] / DATASET / "vfnetPlans_3d"
     process = _start("vfnet.cli.plan_and_preprocess", ["-d", "901", "-np", "1"], vfnet_folders)
-    _kill_when(process, lambda: crops.is_dir() and any(crops.glob("*.json")))
+    _kill_when(process, lambda: crops.is_dir() and any(crops.glob(f"*{PROPERTIES_SUFFIX}")))
     # The worst moment a kill can hit: a crop's .npy is complete but its .json was never written.
-    finished = sorted(crops.glob("*.json"))
+    finished = read_sample_properties(crops)
     if finished:
-        finished[0].unlink()
-        np.save(finished[0].with_suffix(".npy"), np.zeros(3))
+        properties_path(crops, finished[0]["sample"]).unlink()
+        np.save(array_path(crops, finished[0]["sample"]), np.zeros(3))
     assert plan_and_preprocess.main(["-d", "901", "-np", "1"]) == 0
     _assert_crops_complete(crops, 15)
 

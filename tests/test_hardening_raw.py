@@ -7,6 +7,7 @@ import pytest
 from hardening_corpus import (DATASET, RAW_BREAKAGES, assert_clean_failure, copy_tree, leftovers, run_in_process,
                               run_module, write_tiny_dataset)
 from vfnet.cli import plan_and_preprocess
+from vfnet.preprocessing.samples import ARRAY_SUFFIX, properties_path
 
 # Breakages the schema check rejects before anything is read: nothing at all may be written.
 SCHEMA_BREAKAGES = {"grade_4", "grade_-1", "grade_'x'", "grade_2.5", "grade_'two'", "duplicate_case_id",
@@ -31,8 +32,8 @@ def test_plan_and_preprocess_refuses_broken_data(breakage, valid_raw, vfnet_fold
     if breakage in SCHEMA_BREAKAGES:
         assert not any(preprocessed.rglob("*")), "a refused dataset must not leave preprocessed files"
     # Whatever was written is complete: every crop has its properties JSON and no plan without a fingerprint.
-    for crop in preprocessed.rglob("*.npy"):
-        assert crop.with_suffix(".json").is_file()
+    for crop in preprocessed.rglob(f"*{ARRAY_SUFFIX}"):
+        assert properties_path(crop.parent, crop.stem).is_file()
 
 
 @pytest.mark.parametrize("breakage", ["truncated_image", "unsafe_case_id_../x"])

@@ -8,8 +8,9 @@ import torch
 from vfnet.errors import CheckpointError
 from vfnet.inference.ensemble import FoldEnsemble, load_fold_models
 from vfnet.inference.outputs import CUT_NOTE, load_complete_case, make_case_record, write_case_record, write_tables
-from vfnet.training.checkpoint import save_checkpoint
-from vfnet.training.network import build_network
+from vfnet.model.checkpoint import save_checkpoint
+from vfnet.model.network import build_network
+from vfnet.paths import fold_folder
 
 TINY_NETWORK = {"architecture": "ResidualEncoderClassifier", "in_channels": 2, "num_classes": 4, "stem_channels": 8,
                 "stem_stride": 2, "stage_channels": [8, 16], "blocks_per_stage": [1, 1], "stage_strides": [1, 2],
@@ -30,7 +31,7 @@ def save_tiny_model(model_folder, folds, seed=0, network=TINY_NETWORK, preproces
     for fold in folds:
         torch.manual_seed(seed + fold)
         model = build_network(network)
-        save_checkpoint(model_folder / f"fold_{fold}" / "checkpoint_final.pth",
+        save_checkpoint(fold_folder(model_folder, fold) / "checkpoint_final.pth",
                         {"trainer": "vfnetTrainer", "plans_name": "vfnetPlans", "fold": fold, "epoch": 1,
                          "network_plan": network, "preprocessing": preprocessing,
                          "network_weights": model.state_dict()})

@@ -8,6 +8,7 @@ import SimpleITK as sitk
 
 from test_inference_ensemble import TINY_NETWORK, save_tiny_model
 from test_inference_phantom import PHANTOM_LABELS, phantom, write_phantom
+from vfnet import paths
 from vfnet.cli.predict import main
 from vfnet.dataset.image_io import write_image
 from vfnet.fileio import write_json
@@ -38,7 +39,7 @@ def tiny_plans() -> dict:
 
 @pytest.fixture
 def model_folder(vfnet_folders):
-    folder = vfnet_folders["vfnet_results"] / "Dataset001_Tiny" / "vfnetTrainer__vfnetPlans"
+    folder = paths.model_folder("Dataset001_Tiny", "vfnetTrainer", "vfnetPlans", vfnet_folders["vfnet_results"])
     save_tiny_model(folder, [0, 1], preprocessing=TINY_PREPROCESSING)
     write_json(folder / "plans.json", tiny_plans())
     return folder

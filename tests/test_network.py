@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from vfnet.errors import PlanError
-from vfnet.training.network import build_network
+from vfnet.model.network import build_network
 
 PLAN = {"architecture": "ResidualEncoderClassifier", "in_channels": 2, "num_classes": 4, "stem_channels": 8,
         "stem_stride": 2, "stage_channels": [8, 16, 32], "blocks_per_stage": [1, 1, 1], "stage_strides": [1, 2, 2],

@@ -9,6 +9,8 @@ import pytest
 from tiny_spine import standard_cases, write_raw_dataset
 from vfnet.cli import plan_and_preprocess, preprocess
 from vfnet.fileio import read_json
+from vfnet.preprocessing.samples import (array_path, load_arrays, properties_path, read_properties,
+                                         read_sample_properties, sample_id)
 
 NAME = "Dataset001_Tiny"
 
@@ -32,10 +34,10 @@ def test_plan_and_preprocess_writes_everything(tiny_dataset):
     assert sum(fingerprint["grade_counts"].values()) == 15
     sources = {entry["extent_source"] for case in fingerprint["cases"] for entry in case["vertebrae"].values()}
     assert sources == {"mask", "typical"}
-    samples = sorted(p.stem for p in (out / "vfnetPlans_3d").glob("*.json"))
-    assert samples == sorted(f"{c['case']}_{label}" for c in cases for label in c["vertebrae"])
-    array = np.load(out / "vfnetPlans_3d" / "tiny020_21.npy")
-    properties = read_json(out / "vfnetPlans_3d" / "tiny020_21.json")
+    samples = [p["sample"] for p in read_sample_properties(out / "vfnetPlans_3d")]
+    assert samples == sorted(sample_id(c["case"], label) for c in cases for label in c["vertebrae"])
+    properties = read_properties(out / "vfnetPlans_3d", "tiny020_21")
+    array = load_arrays(out / "vfnetPlans_3d", ["tiny020_21"], properties["shape"])[0]
     assert array.dtype == np.float16 and list(array.shape) == properties["shape"]
     assert properties["shape"][1:] == plans["preprocessing"]["crop_size"]
     assert properties["grade"] == cases[2]["vertebrae"][21] and properties["patient"] == "p02"
@@ -47,12 +49,12 @@ def test_rerun_skips_finished_samples_and_clean_redoes_them(tiny_dataset):
     folders, _ = tiny_dataset
     assert plan_and_preprocess.main(["-d", "1", "-np", "1"]) == 0
     crops = folders["vfnet_preprocessed"] / NAME / "vfnetPlans_3d"
-    first = crops / "tiny000_20.json"
+    first = properties_path(crops, "tiny000_20")
     stamp = first.stat().st_mtime_ns
-    (crops / "tiny010_21.json").unlink()   # an interrupted sample: its JSON is missing
+    properties_path(crops, "tiny010_21").unlink()   # an interrupted sample: its JSON is missing
     assert preprocess.main(["-d", "1", "-np", "1"]) == 0
     assert first.stat().st_mtime_ns == stamp
-    assert (crops / "tiny010_21.json").exists()
+    assert read_properties(crops, "tiny010_21") is not None
     plans_path = folders["vfnet_preprocessed"] / NAME / "vfnetPlans.json"
     plans = read_json(plans_path)
     plans["preprocessing"]["ct_channels"][0]["clip"][1] += 100.0   # the user edits the plan's window
@@ -60,9 +62,9 @@ def test_rerun_skips_finished_samples_and_clean_redoes_them(tiny_dataset):
     assert preprocess.main(["-d", "1", "-np", "1"]) == 0
     assert first.stat().st_mtime_ns != stamp, "a sample made with another plan must be redone"
     stamp = first.stat().st_mtime_ns
-    (crops / "stale_1.json").write_text("{}")
+    properties_path(crops, "stale_1").write_text("{}")
     assert preprocess.main(["-d", "1", "-np", "1", "--clean"]) == 0
-    assert not (crops / "stale_1.json").exists() and first.stat().st_mtime_ns != stamp
+    assert not properties_path(crops, "stale_1").exists() and first.stat().st_mtime_ns != stamp
 
 
 def test_a_failing_case_is_reported_and_the_others_are_done(tiny_dataset, capsys):
@@ -77,7 +79,7 @@ def test_a_failing_case_is_reported_and_the_others_are_done(tiny_dataset, capsys
     assert run_cli("vfnet_preprocess", preprocess.main, ["-d", "1", "-np", "2"]) == 1
     message = capsys.readouterr().err
     assert "tiny030" in message and "tiny030_0000.nii.gz" in message and "Traceback" not in message
-    done = {p.stem.rsplit("_", 1)[0] for p in crops.glob("*.json")}
+    done = {p["case"] for p in read_sample_properties(crops)}
     assert done == {"tiny000", "tiny010", "tiny020", "tiny040"}
 
 
@@ -90,7 +92,8 @@ def test_overrides_and_plan_variant(tiny_dataset):
     plans = read_json(out / "vfnetPlans_ceonly.json")
     assert plans["training"]["supcon_weight"] == 0 and plans["plans_name"] == "vfnetPlans_ceonly"
     assert "--override" in plans["reasons"]["training.supcon_weight"]
-    assert np.load(out / "vfnetPlans_ceonly_3d" / "tiny000_20.npy").shape == (2, 16, 24, 24)
+    assert read_properties(out / "vfnetPlans_ceonly_3d", "tiny000_20")["shape"] == [2, 16, 24, 24]
+    assert load_arrays(out / "vfnetPlans_ceonly_3d", ["tiny000_20"], [2, 16, 24, 24]).shape == (1, 2, 16, 24, 24)
     assert not (out / "vfnetPlans.json").exists()
 
 
@@ -99,3 +102,38 @@ def test_command_line_error_is_one_line(vfnet_folders):
                             capture_output=True, text=True)
     assert result.returncode == 1
     assert "vfnet_plan_experiment: error:" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_changed_grade_is_redone_and_an_ungraded_vertebra_removed(tiny_dataset, capsys):
+    folders, cases = tiny_dataset
+    assert plan_and_preprocess.main(["-d", "1", "-np", "1"]) == 0
+    crops = folders["vfnet_preprocessed"] / NAME / "vfnetPlans_3d"
+    untouched = properties_path(crops, "tiny020_20").stat().st_mtime_ns
+    raw = folders["vfnet_raw"] / NAME / "dataset.json"
+    description = read_json(raw)
+    entry = description["training"][0]                       # tiny000: L1 0, L2 0, L3 1
+    entry["vertebrae"]["21"] = 3                             # a corrected grade
+    del entry["vertebrae"]["22"]                             # a vertebra no longer graded
+    raw.write_text(json.dumps(description))
+    capsys.readouterr()
+    assert preprocess.main(["-d", "1", "-np", "1"]) == 0
+    output = capsys.readouterr().out
+    assert "0 new sample(s), 2 redone" in output and "1 removed" in output
+    assert read_properties(crops, "tiny000_21")["grade"] == 3
+    assert read_properties(crops, "tiny000_22") is None and not array_path(crops, "tiny000_22").exists()
+    assert properties_path(crops, "tiny020_20").stat().st_mtime_ns == untouched, "other cases are kept"
+
+
+def test_a_changed_patient_redoes_the_case(tiny_dataset, capsys):
+    folders, _ = tiny_dataset
+    assert plan_and_preprocess.main(["-d", "1", "-np", "1"]) == 0
+    crops = folders["vfnet_preprocessed"] / NAME / "vfnetPlans_3d"
+    raw = folders["vfnet_raw"] / NAME / "dataset.json"
+    description = read_json(raw)
+    description["training"][1]["patient"] = "p10"            # a corrected patient id
+    raw.write_text(json.dumps(description))
+    (folders["vfnet_preprocessed"] / NAME / "splits_final.json").unlink()   # made with the old patients
+    capsys.readouterr()
+    assert preprocess.main(["-d", "1", "-np", "1"]) == 0
+    assert "0 new sample(s), 3 redone" in capsys.readouterr().out
+    assert read_properties(crops, "tiny010_20")["patient"] == "p10"

@@ -8,7 +8,7 @@ import pytest
 from vfnet.dataset.format import RawCase, RawDataset
 from vfnet.errors import DatasetError
 from vfnet.fileio import read_json, write_json
-from vfnet.training.splits import ensure_splits, make_splits
+from vfnet.dataset.splits import ensure_splits, make_splits
 
 
 def dataset(num_patients=30, cases_per_patient=(1, 2, 3)) -> RawDataset:

@@ -6,8 +6,10 @@ import pytest
 import torch
 
 from vfnet.cli import train as train_cli
+from vfnet.model.checkpoint import load_checkpoint
+from vfnet.paths import fold_folder, model_folder, model_folder_name
+from vfnet.preprocessing.samples import preprocessing_signature, sample_id, write_sample
 from vfnet.training import trainer
-from vfnet.training.checkpoint import load_checkpoint
 
 DATASET = "Dataset901_Fake"
 CROP = [16, 16, 16]
@@ -56,16 +58,16 @@ def fake_dataset(vfnet_folders):
     cases = [f"case{i:02d}" for i in range(8)]
     for index, case in enumerate(cases):
         for label, grade in ((20, index % 4), (21, (index + 1) % 4)):
-            sample = f"{case}_{label}"
-            np.save(crops / f"{sample}.npy", _crop(grade, rng))
-            (crops / f"{sample}.json").write_text(json.dumps(
-                {"sample": sample, "case": case, "patient": case, "vertebra": label, "level": f"L{label - 19}",
-                 "grade": grade, "shape": [2, *CROP], "spacing": [1.0, 1.0, 1.0]}))
+            sample = sample_id(case, label)
+            write_sample(crops, _crop(grade, rng), {
+                "sample": sample, "case": case, "patient": case, "vertebra": label, "level": f"L{label - 19}",
+                "grade": grade, "shape": [2, *CROP], "spacing": [1.0, 1.0, 1.0], "fraction_in_view": 1.0,
+                "preprocessing_signature": preprocessing_signature(_plans()["preprocessing"])})
     (folder / "vfnetPlans.json").write_text(json.dumps(_plans()))
     (folder / "dataset.json").write_text(json.dumps({"name": DATASET}))
     splits = [{"train": cases[:6], "val": cases[6:]}, {"train": cases[2:], "val": cases[:2]}]
     (folder / "splits_final.json").write_text(json.dumps(splits))
-    return vfnet_folders["vfnet_results"] / DATASET / "vfnetTrainer__vfnetPlans"
+    return model_folder(DATASET, "vfnetTrainer", "vfnetPlans", vfnet_folders["vfnet_results"])
 
 
 def test_a_tiny_fold_trains_end_to_end_and_writes_every_output(fake_dataset):
@@ -154,9 +156,19 @@ def test_user_errors_are_clear(fake_dataset, capsys):
 def test_ddp_with_two_cpu_processes_gives_the_same_outputs(fake_dataset):
     assert train_cli.main(["-d", "901", "-f", "0", "--epochs", "1", "--iterations", "1", "--num_gpus", "2",
                            "-tr", "ddpTrainer"]) == 0
-    fold = fake_dataset.parent / "ddpTrainer__vfnetPlans" / "fold_0"
+    fold = fold_folder(fake_dataset.parent / model_folder_name("ddpTrainer", "vfnetPlans"), 0)
     final = load_checkpoint(fold / "checkpoint_final.pth")
     assert len(final["log"]["train_loss"]) == 1
     embeddings = np.load(fold / "validation" / "embeddings.npz")
     assert embeddings["embedding"].shape == (4, 8)
     assert len((fold / "validation" / "predictions.csv").read_text().splitlines()) == 5
+
+
+def test_crops_made_with_another_preprocessing_are_refused(fake_dataset, capsys):
+    from vfnet.cli.common import run_cli
+    arguments = ["-d", "901", "-f", "0", "--epochs", "1", "--override", "preprocessing.target_spacing=[2.0, 2.0, 2.0]"]
+    assert run_cli("vfnet_train", train_cli.main, arguments) == 1
+    error = capsys.readouterr().err
+    assert "vfnet_preprocess -d Dataset901_Fake -pl vfnetPlans" in error and "Traceback" not in error
+    assert len(error.strip().splitlines()) == 1
+    assert not (fake_dataset / "fold_0" / "checkpoint_latest.pth").exists()

@@ -59,3 +59,26 @@ def find_dataset_name(dataset: str | int) -> str:
         except VfnetError as error:
             errors.append(str(error))
     raise VfnetError(f"Dataset {dataset} was found nowhere: " + " ".join(errors))
+
+
+# The results layout: $vfnet_results/DatasetXXX_Name/<trainer>__<plans>/fold_N. Spelled out here only.
+MODEL_FOLDER_SEPARATOR = "__"
+
+
+def model_folder_name(trainer: str, plans_name: str) -> str:
+    return f"{trainer}{MODEL_FOLDER_SEPARATOR}{plans_name}"
+
+
+def model_folder(dataset_name: str, trainer: str, plans_name: str, base: Path | None = None) -> Path:
+    """`<results>/<dataset_name>/<trainer>__<plans_name>` (base defaults to $vfnet_results)."""
+    return (results_folder() if base is None else Path(base)) / dataset_name / model_folder_name(trainer, plans_name)
+
+
+def model_folders_for_plans(dataset_folder: Path, plans_name: str) -> list[Path]:
+    """Every trainer's model folder trained with `plans_name` in a results dataset folder."""
+    return sorted(path for path in Path(dataset_folder).glob(f"*{MODEL_FOLDER_SEPARATOR}{plans_name}")
+                  if path.is_dir())
+
+
+def fold_folder(model_folder_path: Path, fold: int | str) -> Path:
+    return Path(model_folder_path) / f"fold_{fold}"

@@ -14,6 +14,7 @@ from typing import Callable, Sequence
 from vfnet.cli.common import add_debug_flag, run_cli
 from vfnet.errors import VfnetError
 from vfnet.fileio import read_json
+from vfnet.paths import fold_folder, model_folder
 
 DATASET_ID = 900
 DATASET_NAME = f"Dataset{DATASET_ID:03d}_SyntheticSpine"
@@ -63,6 +64,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     raw = folders["vfnet_raw"] / DATASET_NAME
     new_cases = workdir / "new_cases"
     predictions = workdir / "predictions"
+    model = model_folder(DATASET_NAME, TRAINER, PLANS, folders["vfnet_results"])
     started = time.perf_counter()
     timings = {}
 
@@ -78,8 +80,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     overrides = (["--epochs", str(args.epochs)] if args.epochs else []) + \
                 (["--iterations", str(args.iterations)] if args.iterations else [])
     for fold in args.folds:
-        resume = ["--c"] if (folders["vfnet_results"] / DATASET_NAME / f"{TRAINER}__{PLANS}" / f"fold_{fold}" /
-                            "checkpoint_latest.pth").exists() else []
+        resume = ["--c"] if (fold_folder(model, fold) / "checkpoint_latest.pth").exists() else []
         timings[f"train fold {fold}"] = _step(f"train fold {fold}", train.main,
                                               ["-d", str(DATASET_ID), "-f", fold] + overrides + resume)
     summary_args = ["-d", str(DATASET_ID)] + ([] if len(args.folds) == 5 else ["--allow_missing_folds"])
@@ -90,7 +91,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     timings["evaluate"] = _step("evaluate predictions on the unseen cases", evaluate.main,
                                 ["-ref", str(new_cases / "dataset.json"), "-pred", str(predictions / "predictions.csv"),
                                  "-o", str(predictions / "evaluation")])
-    _print_summary(folders["vfnet_results"] / DATASET_NAME / f"{TRAINER}__{PLANS}" / "cv_summary",
+    _print_summary(model / "cv_summary",
                    predictions, time.perf_counter() - started)
     return 0
 

@@ -5,7 +5,7 @@ from typing import Sequence
 
 from vfnet.cli.common import add_debug_flag, run_cli
 from vfnet.planning.budget import BUDGETS
-from vfnet.planning.pipeline import (DEFAULT_PLANS_NAME, run_fingerprint, run_planning, run_preprocessing,
+from vfnet.plan_and_preprocess import (DEFAULT_PLANS_NAME, run_fingerprint, run_planning, run_preprocessing,
                                      verify_integrity)
 
 

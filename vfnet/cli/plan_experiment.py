@@ -5,7 +5,7 @@ from typing import Sequence
 
 from vfnet.cli.common import run_cli
 from vfnet.cli.plan_and_preprocess import add_common_arguments, add_planning_arguments
-from vfnet.planning.pipeline import run_planning
+from vfnet.plan_and_preprocess import run_planning
 
 
 def build_parser() -> argparse.ArgumentParser:

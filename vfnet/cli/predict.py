@@ -7,7 +7,7 @@ from typing import Sequence
 from vfnet.cli.common import add_debug_flag, run_cli
 from vfnet.errors import VfnetError
 from vfnet.inference.vertebra_sources import LABEL_FORMATS
-from vfnet.paths import dataset_folder_name, results_folder
+from vfnet.paths import dataset_folder_name, model_folder, results_folder
 
 DEFAULT_TRAINER = "vfnetTrainer"
 DEFAULT_PLANS = "vfnetPlans"
@@ -49,7 +49,7 @@ def model_folder_from_args(args: argparse.Namespace) -> Path:
         folder = args.model_folder
     else:
         base = results_folder()
-        folder = base / dataset_folder_name(base, args.dataset) / f"{args.trainer}__{args.plans}"
+        folder = model_folder(dataset_folder_name(base, args.dataset), args.trainer, args.plans, base)
     if not (folder / "plans.json").is_file():
         raise VfnetError(f"Model folder {folder} has no plans.json: train the model first or check -d/-tr/-p/-m.")
     return folder

@@ -5,7 +5,7 @@ from typing import Sequence
 
 from vfnet.cli.common import run_cli
 from vfnet.cli.plan_and_preprocess import add_common_arguments, add_plans_name_argument, add_process_argument
-from vfnet.planning.pipeline import run_preprocessing
+from vfnet.plan_and_preprocess import run_preprocessing
 
 
 def build_parser() -> argparse.ArgumentParser:

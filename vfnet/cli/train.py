@@ -60,7 +60,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     overrides += [f"training.epochs={args.epochs}"] if args.epochs is not None else []
     overrides += [f"training.iterations_per_epoch={args.iterations}"] if args.iterations is not None else []
     plans = apply_overrides(load_plans(dataset_folder / f"{args.plans}.json"), overrides)
-    output_folder = paths.results_folder() / dataset_name / f"{args.trainer}__{args.plans}"
+    output_folder = paths.model_folder(dataset_name, args.trainer, args.plans)
     run = TrainingRun(dataset_folder=dataset_folder, output_folder=output_folder, plans=plans, fold=fold,
                       trainer_name=args.trainer, device=args.device, resume=args.resume,
                       deterministic=args.deterministic, compile=args.compile, seed=args.seed)

@@ -17,7 +17,7 @@ from vfnet.evaluation.metrics import classification_metrics
 from vfnet.evaluation.report import FigureEntry, per_fold_table, summarise, write_classification_figures, write_report
 from vfnet.evaluation.tables import read_predictions
 from vfnet.fileio import read_json, write_json
-from vfnet.paths import dataset_folder_name, results_folder
+from vfnet.paths import dataset_folder_name, fold_folder, model_folder_name, model_folders_for_plans, results_folder
 
 NUM_FOLDS = 5
 SEPARABILITY = ("silhouette score of the embeddings grouped by reference grade, cosine distance "
@@ -42,11 +42,11 @@ def find_model_folder(dataset: str | int, trainer: str | None, plans: str) -> Pa
     base = results_folder()
     dataset_folder = base / dataset_folder_name(base, dataset)
     if trainer is not None:
-        folder = dataset_folder / f"{trainer}__{plans}"
+        folder = dataset_folder / model_folder_name(trainer, plans)
         if not folder.is_dir():
             raise VfnetError(f"No trained model folder {folder}: check -tr and -p.")
         return folder
-    candidates = sorted(path for path in dataset_folder.glob(f"*__{plans}") if path.is_dir())
+    candidates = model_folders_for_plans(dataset_folder, plans)
     if len(candidates) != 1:
         found = ", ".join(path.name for path in candidates) or "none"
         raise VfnetError(f"Cannot choose the trainer in {dataset_folder}: folders for plans {plans}: {found}. "
@@ -55,7 +55,7 @@ def find_model_folder(dataset: str | int, trainer: str | None, plans: str) -> Pa
 
 
 def _load_fold(folder: Path, fold: str) -> FoldResult:
-    validation = folder / f"fold_{fold}" / "validation"
+    validation = fold_folder(folder, fold) / "validation"
     csv_path = validation / "predictions.csv"
     table = read_predictions(csv_path)
     missing_reference = [key for key, grade in zip(table.keys, table.reference) if grade is None]
@@ -71,10 +71,11 @@ def _load_fold(folder: Path, fold: str) -> FoldResult:
         result.checkpoint = recorded.get("checkpoint") if isinstance(recorded, dict) else None
     if (validation / "embeddings.npz").is_file():
         result.embedding, result.embedding_reference = _load_embeddings(validation / "embeddings.npz")
-    if (folder / f"fold_{fold}" / "progress.json").is_file():
-        progress = read_json(folder / f"fold_{fold}" / "progress.json", "training progress")
+    progress_path = fold_folder(folder, fold) / "progress.json"
+    if progress_path.is_file():
+        progress = read_json(progress_path, "training progress")
         if not isinstance(progress, dict) or not isinstance(progress.get("train_loss"), list):
-            raise VfnetError(f"{folder / f'fold_{fold}' / 'progress.json'} must be an object with a 'train_loss' "
+            raise VfnetError(f"{progress_path} must be an object with a 'train_loss' "
                              f"list (one value per epoch).")
         result.progress = progress
     return result
@@ -104,12 +105,12 @@ def _silhouette(embedding: np.ndarray, reference: np.ndarray) -> float | None:
 def load_folds(folder: Path, allow_missing_folds: bool) -> tuple[list[FoldResult], list[int]]:
     present, missing = [], []
     for fold in range(NUM_FOLDS):
-        if (folder / f"fold_{fold}" / "validation" / "predictions.csv").is_file():
+        if (fold_folder(folder, fold) / "validation" / "predictions.csv").is_file():
             present.append(_load_fold(folder, str(fold)))
         else:
             missing.append(fold)
     if missing and (not allow_missing_folds or not present):
-        expected = folder / f"fold_{missing[0]}" / "validation" / "predictions.csv"
+        expected = fold_folder(folder, missing[0]) / "validation" / "predictions.csv"
         hint = "" if present else " No fold has predictions."
         raise VfnetError(f"Fold {missing[0]} is missing: {expected} does not exist (train and validate it, or pass "
                          f"--allow_missing_folds to summarise the others).{hint}")

@@ -13,8 +13,9 @@ import numpy as np
 import torch
 
 from vfnet.errors import CheckpointError
-from vfnet.training.checkpoint import load_checkpoint
-from vfnet.training.network import build_network
+from vfnet.model.checkpoint import load_checkpoint
+from vfnet.model.network import build_network
+from vfnet.paths import fold_folder
 
 LEFT_RIGHT_DIM = 4  # (B, C, Z, Y, X): array axis 2 of a crop
 
@@ -52,7 +53,7 @@ class FoldEnsemble:
 
 
 def checkpoint_path(model_folder: Path, fold: int | str, checkpoint_name: str) -> Path:
-    return model_folder / f"fold_{fold}" / f"{checkpoint_name}.pth"
+    return fold_folder(model_folder, fold) / f"{checkpoint_name}.pth"
 
 
 def load_fold_models(model_folder: Path, folds: list[int | str], checkpoint_name: str,

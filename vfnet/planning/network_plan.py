@@ -2,7 +2,7 @@
 
 Rule: a stride-2 stem, then stages whose first block halves the size (the first stage keeps it) until the
 smallest axis of the bottleneck is about 4 voxels; widths double per stage from the stem width up to a cap.
-FLOPs are summed over every convolution of `vfnet.training.network` (2 FLOPs per multiply-add), which is what
+FLOPs are summed over every convolution of `vfnet.model.network` (2 FLOPs per multiply-add), which is what
 dominates a 3D CNN's cost; normalisation, activations and the heads are negligible next to them.
 """
 import math

@@ -1,46 +1,54 @@
 """Preprocess a whole raw dataset into `<preprocessed>/<Dataset>/<data_identifier>/`, resumably.
 
-Each sample is `<case>_<label>.npy` (float16) followed by `<case>_<label>.json`; the JSON is written last and
-atomically, so its presence means the sample is complete and a rerun skips it (unless `clean`). The JSON also
-records a signature of the plan's preprocessing section: a sample made with another plan (an edited spacing or
-window) is redone, never served.
-A failing case is reported with its problem; the other cases are still preprocessed.
+The sample files are written and read by `samples.py`. A case is redone when any of its crops is missing or was
+made from other inputs: another plan's preprocessing section, another grade, or another dataset.json entry
+(patient, mask or centroid file). Crops of vertebrae that are no longer graded are removed, so training never
+sees a stale label. A failing case is reported with its problem; the other cases are still preprocessed.
 """
-import hashlib
-import json
 import shutil
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Any
-
-import numpy as np
 
 from vfnet.dataset.format import RawCase, RawDataset
 from vfnet.dataset.image_io import check_finite, read_centroids, read_image
 from vfnet.dataset.integrity import geometry_mismatches
 from vfnet.errors import DatasetError, VfnetError
-from vfnet.fileio import read_json, remove_stale_temporaries, save_npy, write_json
+from vfnet.fileio import remove_stale_temporaries
 from vfnet.preprocessing.parallel import map_cases
 from vfnet.preprocessing.preprocessor import preprocess_case
+from vfnet.preprocessing.samples import (entry_signature, preprocessing_signature, read_properties, remove_sample,
+                                         sample_id, sample_ids_on_disk, write_sample)
 
 
-def sample_id(case_id: str, label: int) -> str:
-    return f"{case_id}_{int(label)}"
+@dataclass
+class PreprocessingSummary:
+    written: list[str] = field(default_factory=list)   # sample ids written by this run
+    redone: int = 0                                    # of those, how many replaced an outdated crop
+    removed: list[str] = field(default_factory=list)   # crops of vertebrae or cases no longer graded
+
+    @property
+    def new(self) -> int:
+        return len(self.written) - self.redone
 
 
-def preprocessing_signature(preprocessing_plan: dict[str, Any]) -> str:
-    return hashlib.sha256(json.dumps(preprocessing_plan, sort_keys=True).encode()).hexdigest()[:16]
+def crop_identity(case: RawCase, label: int, signature: str) -> dict[str, Any]:
+    """The properties a crop must carry to be current; any difference redoes its case."""
+    return {"case": case.case_id, "patient": case.patient, "grade": case.grades[label],
+            "entry_signature": entry_signature(case.case_id, case.patient, case.image, case.mask, case.centroids),
+            "preprocessing_signature": signature}
 
 
-def is_case_done(case: RawCase, output_folder: Path, signature: str) -> bool:
-    for label in case.grades:
-        path = output_folder / f"{sample_id(case.case_id, label)}.json"
-        try:
-            if not path.exists() or read_json(path, "sample properties").get("preprocessing_signature") != signature:
-                return False
-        except (VfnetError, AttributeError):  # unreadable or not an object: redo it
-            return False
-    return True
+def _is_current(properties: dict[str, Any] | None, identity: dict[str, Any]) -> bool:
+    return properties is not None and all(properties.get(key) == value for key, value in identity.items())
+
+
+def case_status(case: RawCase, output_folder: Path, signature: str) -> tuple[bool, int]:
+    """(done, number of complete but outdated crops of this case)."""
+    existing = {label: read_properties(output_folder, sample_id(case.case_id, label)) for label in case.grades}
+    done = all(_is_current(existing[label], crop_identity(case, label, signature)) for label in case.grades)
+    return done, (0 if done else sum(properties is not None for properties in existing.values()))
 
 
 def preprocess_raw_case(case: RawCase, preprocessing_plan: dict[str, Any], output_folder: Path) -> list[str]:
@@ -53,34 +61,51 @@ def preprocess_raw_case(case: RawCase, preprocessing_plan: dict[str, Any], outpu
         raise DatasetError(f"mask {case.mask} is not on the grid of its image {case.image}: {'; '.join(differences)}.")
     centroids = read_centroids(case.centroids, image) if case.centroids is not None else None
     crops = preprocess_case(image, mask, centroids, sorted(case.grades), preprocessing_plan)
+    signature = preprocessing_signature(preprocessing_plan)
     written = []
     for label, (array, properties) in crops.items():
         name = sample_id(case.case_id, label)
-        save_npy(output_folder / f"{name}.npy", array.astype(np.float16))
-        write_json(output_folder / f"{name}.json", {
-            "sample": name, "case": case.case_id, "patient": case.patient, **properties,
-            "grade": case.grades[label], "source_file": str(case.image),
-            "preprocessing_signature": preprocessing_signature(preprocessing_plan)})
+        write_sample(output_folder, array, {"sample": name, **properties, "source_file": str(case.image),
+                                            **crop_identity(case, label, signature)})
         written.append(name)
     return written
 
 
+def remove_ungraded(dataset: RawDataset, output_folder: Path) -> list[str]:
+    """Delete crops whose vertebra (or case) is no longer graded in dataset.json."""
+    expected = {sample_id(case.case_id, label) for case in dataset.cases for label in case.grades}
+    stale = sorted(sample_ids_on_disk(output_folder) - expected)
+    for sample in stale:
+        remove_sample(output_folder, sample)
+    return stale
+
+
 def preprocess_dataset(dataset: RawDataset, plans: dict[str, Any], output_folder: Path, num_processes: int,
-                       clean: bool = False) -> list[str]:
-    """Preprocess every case not yet done; raise VfnetError listing failed cases after finishing the others."""
+                       clean: bool = False) -> PreprocessingSummary:
+    """Preprocess every case not yet current; raise VfnetError listing failed cases after finishing the others."""
     output_folder = Path(output_folder)
     if clean and output_folder.exists():
         shutil.rmtree(output_folder)
     output_folder.mkdir(parents=True, exist_ok=True)
     remove_stale_temporaries(output_folder)   # left by a run killed mid-write
+    summary = PreprocessingSummary(removed=remove_ungraded(dataset, output_folder))
     signature = preprocessing_signature(plans["preprocessing"])
-    todo = [case for case in dataset.cases if not is_case_done(case, output_folder, signature)]
+    todo, outdated = [], {}
+    for case in dataset.cases:
+        done, outdated[case.case_id] = case_status(case, output_folder, signature)
+        if not done:
+            todo.append(case)
+            for label in case.grades:   # an outdated crop must not survive a redo that fails
+                remove_sample(output_folder, sample_id(case.case_id, label))
     worker = partial(preprocess_raw_case, preprocessing_plan=plans["preprocessing"], output_folder=output_folder)
     outcomes = map_cases(worker, [(case.case_id, case) for case in todo], num_processes, "preprocessing")
+    for outcome in outcomes:
+        if not outcome.error:
+            summary.written += outcome.result
+            summary.redone += outdated[outcome.case_id]
     failures = [outcome for outcome in outcomes if outcome.error]
     if failures:
         listing = "\n".join(f"  - case {outcome.case_id}: {outcome.error}" for outcome in failures)
         raise VfnetError(f"Preprocessing failed for {len(failures)} of {len(dataset.cases)} case(s) (the others "
                          f"are done in {output_folder}; fix these and rerun to finish):\n{listing}")
-    return [name for outcome in outcomes for name in outcome.result]
-
+    return summary

@@ -16,13 +16,14 @@ from tqdm import tqdm
 
 from vfnet.errors import PlanError, VfnetError
 from vfnet.fileio import read_json, remove_stale_temporaries, write_json
+from vfnet.model.checkpoint import (capture_rng_state, check_network_plan, load_checkpoint, restore_rng_state,
+                                    save_checkpoint)
+from vfnet.model.network import build_network
+from vfnet.paths import fold_folder
 from vfnet.training import distributed
 from vfnet.training.augmentation import BatchAugmenter
-from vfnet.training.checkpoint import (capture_rng_state, check_network_plan, load_checkpoint, restore_rng_state,
-                                       save_checkpoint)
 from vfnet.training.data import SampleSet, load_fold
 from vfnet.training.losses import ContrastiveClassificationLoss
-from vfnet.training.network import build_network
 from vfnet.training.progress import ProgressWriter, empty_log
 from vfnet.training.sampler import BalancedBatchSampler
 from vfnet.training.schedule import WarmupDecaySchedule
@@ -47,7 +48,7 @@ class TrainingRun:
 
     @property
     def fold_folder(self) -> Path:
-        return self.output_folder / f"fold_{self.fold}"
+        return fold_folder(self.output_folder, self.fold)
 
 
 def resolve_device(name: str, rank: int) -> torch.device:

@@ -61,6 +61,14 @@ def validate_splits(splits: Any, dataset: RawDataset, path: Path) -> None:
         raise DatasetError(f"splits file {path}: the validation sets must cover every case exactly once.")
 
 
+def load_splits(path: Path) -> list[dict[str, list[str]]]:
+    """Read splits_final.json for training: a list of {"train": [...], "val": [...]} folds."""
+    splits = read_json(path, "Splits file")
+    if not isinstance(splits, list) or not all(isinstance(s, dict) and "train" in s and "val" in s for s in splits):
+        raise DatasetError(f"Splits file {path} must be a list of {{\"train\": [...], \"val\": [...]}} folds.")
+    return splits
+
+
 def ensure_splits(folder: Path, dataset: RawDataset, seed: int = SPLIT_SEED) -> list[dict[str, list[str]]]:
     """Return `folder/splits_final.json`, validating an existing one, else creating and writing it."""
     path = Path(folder) / "splits_final.json"

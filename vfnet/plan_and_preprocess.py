@@ -1,16 +1,20 @@
-"""The steps behind the commands: fingerprint, plan, preprocess (+ splits), each reading the previous one's file."""
+"""The steps behind the planning commands (fingerprint, plan, preprocess + splits), each reading the previous one's file.
+
+Orchestration sits here, above planning, preprocessing and the split maker, so that no stage imports another to
+run it (planning used to sit above preprocessing for this).
+"""
 from pathlib import Path
 from typing import Sequence
 
 from vfnet.dataset.format import RawDataset, load_raw_dataset
+from vfnet.dataset.splits import ensure_splits
 from vfnet.errors import VfnetError
 from vfnet.fileio import read_json, write_json
 from vfnet.paths import dataset_folder_name, preprocessed_folder, raw_folder
 from vfnet.planning.fingerprint import extract_fingerprint
 from vfnet.planning.planner import plan_experiment
 from vfnet.planning.plans import apply_overrides, load_plans, save_plans
-from vfnet.preprocessing.runner import preprocess_dataset
-from vfnet.training.splits import ensure_splits
+from vfnet.preprocessing.runner import PreprocessingSummary, preprocess_dataset
 
 FINGERPRINT_FILE = "dataset_fingerprint.json"
 DEFAULT_PLANS_NAME = "vfnetPlans"
@@ -72,7 +76,8 @@ def run_planning(dataset: str | int, budget: str, plans_name: str = DEFAULT_PLAN
     return plans
 
 
-def run_preprocessing(dataset: str | int, plans_name: str, num_processes: int, clean: bool = False) -> list[str]:
+def run_preprocessing(dataset: str | int, plans_name: str, num_processes: int,
+                      clean: bool = False) -> PreprocessingSummary:
     """Splits (if absent), dataset.json copy, then the crops of the plan's data identifier."""
     check_plans_name(plans_name)
     raw_dataset, preprocessed = load_dataset(dataset)
@@ -80,6 +85,7 @@ def run_preprocessing(dataset: str | int, plans_name: str, num_processes: int, c
     write_json(preprocessed / "dataset.json", raw_dataset.description)
     ensure_splits(preprocessed, raw_dataset)
     output = preprocessed / plans["data_identifier"]
-    written = preprocess_dataset(raw_dataset, plans, output, num_processes, clean)
-    print(f"Preprocessed {len(written)} new sample(s) into {output}.")
-    return written
+    summary = preprocess_dataset(raw_dataset, plans, output, num_processes, clean)
+    print(f"Preprocessed into {output}: {summary.new} new sample(s), {summary.redone} redone (made with another "
+          f"plan, grade or dataset.json entry), {len(summary.removed)} removed (vertebra no longer graded).")
+    return summary
