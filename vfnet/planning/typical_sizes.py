@@ -36,6 +36,13 @@ def _interpolate(label: int, column: int) -> tuple[float, float, float]:
                  for axis in range(3))
 
 
+def spine_position(label: int) -> float:
+    """Position along the spine from the top (C1 = 0 ... L6 = 24; T13 between T12 and L1)."""
+    if int(label) not in _SPINE_POSITION:
+        raise ValueError(f"vertebra label {label} ({VERSE_LEVELS.get(int(label), '?')}) has no spine position")
+    return _SPINE_POSITION[int(label)]
+
+
 def typical_body_size_mm(label: int) -> tuple[float, float, float]:
     """Vertebral body (height, depth, width) in mm = its extent along (z, y, x)."""
     return _interpolate(label, 1)

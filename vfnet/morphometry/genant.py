@@ -1,0 +1,117 @@
+"""Morphometry of a whole spine: every vertebra's heights, the Genant ratios, and the network's features.
+
+Genant's semi-quantitative grade reads the height loss of a body against its own posterior height (wedge,
+biconcave deformities) and against its neighbours (crush deformities, where all three heights fall together).
+The expected height of a vertebra is the tallest of its directly adjacent, measured neighbours, scaled by the
+typical height ratio of the two levels (bodies grow caudally): the taller neighbour, because a fractured
+neighbour would otherwise hide a fracture.
+"""
+import math
+from typing import Any, Iterable, Mapping
+
+import numpy as np
+import SimpleITK as sitk
+
+from vfnet.labels import GRADABLE_LABELS
+from vfnet.morphometry.frame import cranio_caudal_axis, local_frame, neighbours
+from vfnet.morphometry.heights import BodyHeights, measure_body
+from vfnet.planning.typical_sizes import typical_body_size_mm
+
+GENANT_THRESHOLDS = (0.20, 0.25, 0.40)
+# The morphometric branch's inputs, in this order: relative height losses (1 - ratio), 0 for a normal body.
+FEATURE_NAMES = ("loss_anterior_vs_posterior", "loss_middle_vs_posterior", "loss_anterior_vs_neighbours",
+                 "loss_middle_vs_neighbours", "loss_posterior_vs_neighbours", "height_loss")
+FEATURE_SCALE = 0.2   # features are divided by it: a 20 % loss (Genant's mild threshold) reads 1.0
+
+
+def grade_from_height_loss(loss: float | None) -> int | None:
+    """Genant grade of a height loss (0.2 = 20 %); None when unknown."""
+    if loss is None or not math.isfinite(loss):
+        return None
+    mild, moderate, severe = GENANT_THRESHOLDS
+    return 0 if loss < mild else 1 if loss < moderate else 2 if loss <= severe else 3
+
+
+def mask_statistics(mask: sitk.Image) -> sitk.LabelShapeStatisticsImageFilter:
+    statistics = sitk.LabelShapeStatisticsImageFilter()
+    statistics.SetComputePerimeter(False)
+    statistics.Execute(mask)
+    return statistics
+
+
+def measure_spine(mask: sitk.Image, ct: sitk.Image | None,
+                  labels: Iterable[int] | None = None) -> dict[int, dict[str, Any]]:
+    """Heights, ratios, height loss, morphometric grade and features of each vertebra in `labels`.
+
+    `mask` is an integer VerSe-labelled mask on the CT's grid. Every gradable vertebra of the mask is measured
+    (neighbours are needed for the ratios); the result holds `labels` (default: all of them).
+    """
+    statistics = mask_statistics(mask)
+    centres = {int(l): statistics.GetCentroid(l) for l in statistics.GetLabels() if int(l) in GRADABLE_LABELS}
+    size = np.asarray(mask.GetSize())
+    heights: dict[int, BodyHeights] = {}
+    axes: dict[int, tuple[np.ndarray, str]] = {}
+    for label in centres:
+        axis, source = cranio_caudal_axis(label, centres)
+        axes[label] = (axis, source)
+        heights[label] = measure_body(sitk.Cast(mask == label, sitk.sitkFloat32), ct, centres[label],
+                                      local_frame(axis))
+        box = np.asarray(statistics.GetBoundingBox(label))   # x, y, z start, then sizes
+        if np.any(box[:3] == 0) or np.any(box[:3] + box[3:] >= size):
+            heights[label].notes.append("the vertebra touches the border of the scan")
+    wanted = list(centres) if labels is None else [int(label) for label in labels]
+    return {label: _report(label, heights, axes, centres) for label in wanted}
+
+
+def _report(label: int, heights: dict[int, BodyHeights], axes: dict, centres: dict) -> dict[str, Any]:
+    if label not in heights:
+        return {**BodyHeights(notes=["not in the mask"]).as_dict(), **_ratios(None, None)}
+    own = heights[label]
+    expected = expected_height(label, heights)
+    axis, source = axes[label]
+    tilt = math.degrees(math.acos(float(np.clip(axis[2], -1.0, 1.0))))
+    return {**own.as_dict(), "expected_height_mm": expected, "axis_from": source, "tilt_degrees": round(tilt, 1),
+            **_ratios(own if own.measured else None, expected)}
+
+
+def expected_height(label: int, heights: Mapping[int, BodyHeights]) -> float:
+    """The tallest adjacent measured neighbour's tallest height, scaled to this level's typical height."""
+    candidates = []
+    for other in neighbours(label, [l for l, h in heights.items() if h.measured and l != label]):
+        if other is None:
+            continue
+        h = heights[other]
+        scale = typical_body_size_mm(label)[0] / typical_body_size_mm(other)[0]
+        candidates.append(max(h.anterior_mm, h.middle_mm, h.posterior_mm) * scale)
+    return max(candidates) if candidates else float("nan")
+
+
+def _ratios(own: BodyHeights | None, expected: float | None) -> dict[str, Any]:
+    nan = float("nan")
+    losses = dict.fromkeys(FEATURE_NAMES, nan)
+    if own is not None:
+        a, m, p = own.anterior_mm, own.middle_mm, own.posterior_mm
+        losses["loss_anterior_vs_posterior"] = 1.0 - a / p
+        losses["loss_middle_vs_posterior"] = 1.0 - m / p
+        if expected is not None and math.isfinite(expected) and expected > 0:
+            losses["loss_anterior_vs_neighbours"] = 1.0 - a / expected
+            losses["loss_middle_vs_neighbours"] = 1.0 - m / expected
+            losses["loss_posterior_vs_neighbours"] = 1.0 - p / expected
+        known = [v for v in losses.values() if math.isfinite(v)]
+        # Genant: the largest loss, against the own posterior height or the neighbours (a taller front, as
+        # in lordotic L5, is no loss).
+        losses["height_loss"] = max(0.0, max(known)) if known else nan
+    loss = losses["height_loss"]
+    return {**losses, "morphometric_grade": grade_from_height_loss(loss if math.isfinite(loss) else None)}
+
+
+def feature_vector(report: Mapping[str, Any] | None) -> tuple[np.ndarray, np.ndarray]:
+    """(values, available) of the morphometric branch: scaled losses, 0 where unknown, plus 0/1 availability."""
+    values = np.zeros(len(FEATURE_NAMES), dtype=np.float32)
+    available = np.zeros(len(FEATURE_NAMES), dtype=np.float32)
+    for index, name in enumerate(FEATURE_NAMES):
+        value = float(report.get(name, float("nan"))) if report else float("nan")
+        if math.isfinite(value):
+            values[index] = float(np.clip(value / FEATURE_SCALE, -5.0, 5.0))
+            available[index] = 1.0
+    return values, available

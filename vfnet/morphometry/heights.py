@@ -1,0 +1,196 @@
+"""Anterior, middle and posterior heights of one vertebral body, along the vertebra's own axis.
+
+1. Resample the vertebra's mask (and the CT) onto a thin mid-sagittal slab aligned with its local frame
+   (`frame.local_frame`): array axes (cranio-caudal, anterior->posterior, right->left) at 0.5 mm.
+2. Isolate the body: along the antero-posterior axis the mask is occupied from the front of the body back to
+   the spinal canal, which is a gap of at least CANAL_GAP_MM; what lies behind it is the posterior elements.
+3. At 12 % of the body's depth from the front (anterior), at half (middle) and at 12 % from the back
+   (posterior), average the columns of a small window into one cranio-caudal profile and find the two
+   endplates: where the mask profile crosses 0.5, refined on the CT profile to where it crosses half-way
+   between the body's bone and the disc's soft tissue. The refinement makes the heights sub-voxel and robust to
+   masks that are a voxel or two too small or too large (a segmentation model's masks), since the endplate is
+   then found in the image, not in the mask. Without a CT, or where bone and disc do not differ by
+   MIN_CONTRAST_HU (e.g. severe osteoporosis), the mask's edges are used.
+"""
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import SimpleITK as sitk
+
+SAMPLE_MM = 0.5                 # in-plane sampling of the sagittal slab
+SLAB_HALF_WIDTH_MM = 4.0        # left-right half-width of the mid-sagittal slab
+SLAB_STEP_MM = 1.0
+EXTENT_CRANIO_CAUDAL_MM = 90.0  # grid extent: a lumbar body (~30 mm) and its discs, tilted, fit easily
+EXTENT_ANTERO_POSTERIOR_MM = 130.0
+CANAL_GAP_MM = 2.0              # a gap this wide behind the body is the spinal canal, not a hole in the mask
+EDGE_FRACTION = 0.12            # anterior/posterior positions as a fraction of the body depth from each wall
+WINDOW_FRACTION = 0.05          # +- this fraction of the depth around each position is averaged
+SEARCH_MM = 5.0                 # the CT endplate is looked for within this distance of the mask's edge
+DISC_MM = 6.0                   # soft tissue is sampled this far beyond each endplate
+MIN_CONTRAST_HU = 50.0
+POSITIONS = {"anterior": EDGE_FRACTION, "middle": 0.5, "posterior": 1.0 - EDGE_FRACTION}
+
+
+@dataclass
+class BodyHeights:
+    anterior_mm: float = float("nan")
+    middle_mm: float = float("nan")
+    posterior_mm: float = float("nan")
+    body_depth_mm: float = float("nan")
+    endplates_from: str = ""             # "ct" (refined on the image), "mask", or "" when unmeasured
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def measured(self) -> bool:
+        return all(np.isfinite(h) and h > 0 for h in (self.anterior_mm, self.middle_mm, self.posterior_mm))
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"anterior_mm": self.anterior_mm, "middle_mm": self.middle_mm, "posterior_mm": self.posterior_mm,
+                "body_depth_mm": self.body_depth_mm, "endplates_from": self.endplates_from,
+                "notes": list(self.notes)}
+
+
+def slab_grid(centre_mm, frame: np.ndarray) -> sitk.Image:
+    """Reference grid of the mid-sagittal slab: direction = frame (columns left, posterior, superior)."""
+    spacing = np.array([SLAB_STEP_MM, SAMPLE_MM, SAMPLE_MM])
+    size = np.array([2 * int(round(SLAB_HALF_WIDTH_MM / SLAB_STEP_MM)) + 1,
+                     int(round(EXTENT_ANTERO_POSTERIOR_MM / SAMPLE_MM)),
+                     int(round(EXTENT_CRANIO_CAUDAL_MM / SAMPLE_MM))])
+    grid = sitk.Image([int(n) for n in size], sitk.sitkUInt8)
+    grid.SetSpacing([float(s) for s in spacing])
+    grid.SetDirection([float(v) for v in frame.flatten()])
+    origin = np.asarray(centre_mm, dtype=float) - frame @ ((size - 1) / 2.0 * spacing)
+    grid.SetOrigin([float(v) for v in origin])
+    return grid
+
+
+def resample_slab(image: sitk.Image, grid: sitk.Image, default: float) -> np.ndarray:
+    """Linear resampling onto the slab; array axes (cranio-caudal, antero-posterior, left-right)."""
+    resampled = sitk.Resample(image, grid, sitk.Transform(), sitk.sitkLinear, float(default), sitk.sitkFloat32)
+    return sitk.GetArrayFromImage(resampled)
+
+
+def measure_body(label_mask: sitk.Image, ct: sitk.Image | None, centre_mm, frame: np.ndarray) -> BodyHeights:
+    """Heights of the body of the vertebra in `label_mask` (float 0/1 image of this vertebra only)."""
+    grid = slab_grid(centre_mm, frame)
+    mask = resample_slab(label_mask, grid, 0.0)
+    hu = resample_slab(ct, grid, -1024.0) if ct is not None else None
+    return heights_on_slab(mask, hu)
+
+
+def heights_on_slab(mask: np.ndarray, hu: np.ndarray | None, sample_mm: float = SAMPLE_MM) -> BodyHeights:
+    """Heights from a slab already aligned with the vertebra (mask in [0, 1]; optional CT in HU)."""
+    result = BodyHeights()
+    inside = mask > 0.5
+    if not inside.any():
+        result.notes.append("the vertebra mask is empty")
+        return result
+    front, back, canal_found = _body_extent(inside, sample_mm)
+    if not canal_found:
+        result.notes.append("no spinal canal behind the body in the mid-sagittal plane; the posterior height "
+                            "may include posterior elements")
+    if front == 0:
+        result.notes.append("the body reaches the front of the measuring grid")
+        return result
+    depth = back - front + 1
+    result.body_depth_mm = depth * sample_mm
+    window = max(1, int(round(WINDOW_FRACTION * depth)))
+    sources = set()
+    for name, fraction in POSITIONS.items():
+        position = front + int(round(fraction * (depth - 1)))
+        columns = slice(max(front, position - window), min(back, position + window) + 1)
+        mask_profile = mask[:, columns, :].mean(axis=(1, 2))
+        hu_profile = hu[:, columns, :].mean(axis=(1, 2)) if hu is not None else None
+        height, source = _profile_height(mask_profile, hu_profile, sample_mm)
+        setattr(result, f"{name}_mm", height)
+        sources.add(source)
+    if not result.measured:
+        result.notes.append("the body touches the end of the measuring grid or has no endplates")
+        result.endplates_from = ""
+    else:
+        result.endplates_from = "ct" if sources == {"ct"} else "mask" if sources == {"mask"} else "ct+mask"
+    return result
+
+
+def _body_extent(inside: np.ndarray, sample_mm: float) -> tuple[int, int, bool]:
+    """First and last antero-posterior index of the body, and whether a canal gap was found behind it."""
+    occupied = inside.any(axis=(0, 2))
+    indices = np.flatnonzero(occupied)
+    front, last = int(indices[0]), int(indices[-1])
+    min_gap = max(1, int(round(CANAL_GAP_MM / sample_mm)))
+    run = 0
+    for index in range(front, last + 1):
+        run = run + 1 if not occupied[index] else 0
+        if run >= min_gap:
+            return front, index - run, True
+    return front, last, False
+
+
+def _profile_height(mask_profile: np.ndarray, hu_profile: np.ndarray | None, sample_mm: float) -> tuple[float, str]:
+    """Distance (mm) between the two endplates of one averaged cranio-caudal profile."""
+    above = mask_profile > 0.5
+    runs = _runs(above)
+    if not runs:
+        return float("nan"), "mask"
+    start, stop = max(runs, key=lambda run: run[1] - run[0])   # the body: the longest run (stop exclusive)
+    if start == 0 or stop == len(mask_profile):
+        return float("nan"), "mask"
+    lower = _crossing(mask_profile, start - 1, start, 0.5)
+    upper = _crossing(mask_profile, stop - 1, stop, 0.5)
+    if hu_profile is None:
+        return (upper - lower) * sample_mm, "mask"
+    refined = _refine_on_ct(hu_profile, lower, upper, sample_mm)
+    if refined is None:
+        return (upper - lower) * sample_mm, "mask"
+    return (refined[1] - refined[0]) * sample_mm, "ct"
+
+
+def _runs(flags: np.ndarray) -> list[tuple[int, int]]:
+    padded = np.concatenate([[False], flags, [False]]).astype(np.int8)
+    changes = np.flatnonzero(np.diff(padded))
+    return list(zip(changes[::2].tolist(), changes[1::2].tolist()))
+
+
+def _crossing(profile: np.ndarray, first: int, second: int, level: float) -> float:
+    """Sub-sample position between indices `first` and `second` where the profile crosses `level`."""
+    a, b = float(profile[first]), float(profile[second])
+    if a == b:
+        return (first + second) / 2.0
+    return first + (level - a) / (b - a) * (second - first)
+
+
+def _refine_on_ct(hu: np.ndarray, lower: float, upper: float, sample_mm: float) -> tuple[float, float] | None:
+    """Endplates on the CT profile near the mask's edges, or None when the image shows none there."""
+    search = int(round(SEARCH_MM / sample_mm))
+    disc = int(round(DISC_MM / sample_mm))
+    if lower - search - disc < 1 or upper + search + disc >= len(hu) - 1 or upper - lower < 4:
+        return None
+    new_lower = _endplate(hu, lower, search, disc, outward=-1)
+    new_upper = _endplate(hu, upper, search, disc, outward=+1)
+    if new_lower is None or new_upper is None or new_upper <= new_lower:
+        return None
+    return new_lower, new_upper
+
+
+def _endplate(hu: np.ndarray, near: float, search: int, disc: int, outward: int) -> float | None:
+    """The edge of the endplate closest to `near`: the cortical endplate is a bright ridge with the dark disc
+    outside it; the edge is where the profile crosses half-way between the ridge and the disc."""
+    best = None
+    centre = int(round(near))
+    for peak in range(centre - search, centre + search + 1):
+        if not (hu[peak] >= hu[peak - 1] and hu[peak] >= hu[peak + 1]):
+            continue
+        outside = hu[peak + outward:peak + outward * (disc + 1):outward]
+        trough = int(np.argmin(outside))
+        if hu[peak] - outside[trough] < MIN_CONTRAST_HU:
+            continue
+        level = (hu[peak] + outside[trough]) / 2.0
+        # Walk outward from the ridge to the first sample below the level.
+        index = peak
+        while hu[index + outward] >= level:
+            index += outward
+        edge = _crossing(hu, index, index + outward, level)
+        if best is None or abs(edge - near) < abs(best - near):
+            best = edge
+    return best
