@@ -41,8 +41,10 @@ def test_cpu_plan_is_in_the_expected_range_and_fits_the_budget():
     assert plans["preprocessing"]["crop_size_mm"][0] >= LUMBAR_EXTENT[0] + 16
     assert plans["training"]["epochs"] >= 25
     for key in ("preprocessing.target_spacing", "preprocessing.crop_size_mm", "training.batch_size",
-                "training.ce_class_weights", "training.supcon_weight", "training.epochs", "network"):
+                "training.ce_class_weights", "training.supcon_weight", "training.epochs", "network",
+                "training.min_fraction_in_view"):
         assert any(ch.isdigit() for ch in plans["reasons"][key])
+    assert plans["training"]["min_fraction_in_view"] == 0.9
 
 
 def test_smaller_budget_gives_coarser_spacing_or_smaller_crop():
@@ -112,6 +114,8 @@ def test_overrides_edit_nested_keys_and_reject_typos():
         apply_overrides(plans, ["training.supcon_weight"])
     with pytest.raises(PlanError, match="batch_size"):
         apply_overrides(plans, ["training.batch_size=-3"])
+    with pytest.raises(PlanError, match="min_fraction_in_view"):
+        apply_overrides(plans, ["training.min_fraction_in_view=1.5"])
 
 
 @pytest.mark.parametrize("edit, message", [

@@ -8,7 +8,7 @@ import torch
 from vfnet.cli import train as train_cli
 from vfnet.model.checkpoint import load_checkpoint
 from vfnet.paths import fold_folder, model_folder, model_folder_name
-from vfnet.preprocessing.samples import preprocessing_signature, sample_id, write_sample
+from vfnet.preprocessing.samples import load_arrays, preprocessing_signature, read_properties, sample_id, write_sample
 from vfnet.training import trainer
 
 DATASET = "Dataset901_Fake"
@@ -172,3 +172,21 @@ def test_crops_made_with_another_preprocessing_are_refused(fake_dataset, capsys)
     assert "vfnet_preprocess -d Dataset901_Fake -pl vfnetPlans" in error and "Traceback" not in error
     assert len(error.strip().splitlines()) == 1
     assert not (fake_dataset / "fold_0" / "checkpoint_latest.pth").exists()
+
+
+def test_vertebrae_cut_by_the_field_of_view_are_left_out_of_training(fake_dataset):
+    crops = fake_dataset.parents[2] / "vfnet_preprocessed" / DATASET / "vfnetPlans_3d"
+    for sample in ("case00_20", "case01_21", "case06_20"):          # two training vertebrae, one validation
+        properties = read_properties(crops, sample)
+        write_sample(crops, load_arrays(crops, [sample], properties["shape"])[0],
+                     {**properties, "fraction_in_view": 0.5})
+    plans_path = fake_dataset.parents[2] / "vfnet_preprocessed" / DATASET / "vfnetPlans.json"
+    plans = json.loads(plans_path.read_text())
+    plans["training"]["min_fraction_in_view"] = 0.9
+    plans_path.write_text(json.dumps(plans))
+    train_set, val_set = trainer.load_fold(fake_dataset.parents[2] / "vfnet_preprocessed" / DATASET, plans, 0)
+    assert train_set.left_out == ["case00_20", "case01_21"] and len(train_set) == 10
+    assert "case06_20" in val_set.ids, "validation still grades them, as prediction does"
+    assert train_cli.main(["-d", "901", "-f", "0", "--epochs", "1", "--iterations", "1"]) == 0
+    log = (fold_folder(fake_dataset, 0) / "training_log.txt").read_text()
+    assert "Left out of training: 2 vertebra(e) less than 90% in the field of view" in log

@@ -28,6 +28,7 @@ MIN_EPOCHS = 25                    # passes over the training data below which t
 NUM_FOLDS = 5
 BACKGROUND_HU = -1024.0
 DROPOUT = 0.2
+MIN_FRACTION_IN_VIEW = 0.9         # vertebrae seen less than this are not trained on (their height is unknown)
 
 
 def plan_experiment(fingerprint: dict[str, Any], budget_name: str = "cpu",
@@ -59,7 +60,11 @@ def plan_experiment(fingerprint: dict[str, Any], budget_name: str = "cpu",
                 "samples_per_grade": samples_per_grade, "optimizer": "adamw", "learning_rate": 1e-3,
                 "weight_decay": 1e-4, "warmup_epochs": max(1, round(0.05 * epochs)), "lr_schedule": "cosine",
                 "grad_clip": 12.0, **_loss_weights(counts, present, reasons), "detach_classifier": False,
-                "augmentation": augmentation(reasons)}
+                "augmentation": augmentation(reasons), "min_fraction_in_view": MIN_FRACTION_IN_VIEW}
+    reasons["training.min_fraction_in_view"] = (
+        f"{MIN_FRACTION_IN_VIEW}: a vertebra with less of its typical body box inside the scan may have lost the "
+        f"endplate whose height defines its grade, so its label would teach a wrong height ratio; such vertebrae are "
+        f"left out of training (still validated) and flagged at prediction.")
     intensity = fingerprint["intensity"]
     clip = _intensity_window(intensity)
     preprocessing = {

@@ -112,6 +112,9 @@ def _validate_training(section: Any, where: str) -> None:
     weights = section.get("ce_class_weights")
     _check(isinstance(weights, list) and len(weights) == 4 and all(_number(w) and w >= 0 for w in weights)
            and sum(weights) > 0, where, "training.ce_class_weights", "must be four non-negative numbers, not all 0")
+    if "min_fraction_in_view" in section:   # optional: plans written before it existed train on every crop
+        value = section["min_fraction_in_view"]
+        _check(_number(value) and 0 <= value <= 1, where, "training.min_fraction_in_view", "must be between 0 and 1")
     augmentation = section.get("augmentation")
     _check(isinstance(augmentation, dict), where, "training.augmentation", "must be an object")
     for name, probability in augmentation.get("probabilities", {}).items():

@@ -194,6 +194,11 @@ def train_fold(run: TrainingRun, rank: int = 0, world_size: int = 1) -> dict[str
                          f"{epochs} on {device}: {len(train)} training samples (grades {sampler.grades_present}, "
                          f"batch {sampler.batch_size}), {len(val) if val is not None else 0} validation samples, "
                          f"{world_size} process(es), seed {seed}.")
+        if "min_fraction_in_view" in training:
+            examples = f" ({', '.join(train.left_out[:3])}{', ...' if len(train.left_out) > 3 else ''})"
+            progress.message(f"Left out of training: {len(train.left_out)} vertebra(e) less than "
+                             f"{training['min_fraction_in_view']:.0%} in the field of view (training."
+                             f"min_fraction_in_view){examples if train.left_out else ''}.")
     epoch = start_epoch
     last_validation = None  # the validation of the last epoch run here: the final weights' outputs reuse it
     try:
