@@ -99,12 +99,33 @@ def test_four_dimensional_image(dataset):
 
 
 def test_nan_voxels(tmp_path):
-    # ITK's NIfTI reader turns NaN into 0, so a NaN image reaches vfnet only in other formats such as MHA.
+    # MHA keeps NaN through SimpleITK, so the check sees it in the array read.
     dataset = build_dataset(tmp_path / "Dataset001_T", ending=".mha")
     array = ct_array().astype(np.float32)
     array[1, 2, 3] = np.nan
     sitk.WriteImage(image(array), str(dataset / "imagesTr" / "b_0000.mha"))
-    only_problem(dataset, "case b", "b_0000.mha", "NaN or infinite")
+    only_problem(dataset, "case b", "b_0000.mha", "1 NaN or infinite voxel(s)")
+
+
+@pytest.mark.parametrize("ending", [".nii.gz", ".nii"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_nan_and_inf_voxels_in_nifti_which_simpleitk_reads_as_zero(tmp_path, ending, dtype):
+    dataset = build_dataset(tmp_path / "Dataset001_T", ending=ending)
+    array = ct_array().astype(dtype)
+    array[1, 2, 3], array[4, 4, 4], array[0, 0, 0] = np.nan, np.inf, -np.inf
+    path = dataset / "imagesTr" / f"b_0000{ending}"
+    sitk.WriteImage(image(array), str(path))
+    read_back = sitk.GetArrayFromImage(sitk.ReadImage(str(path)))
+    assert np.isfinite(read_back).all() and read_back[1, 2, 3] == 0.0, "SimpleITK hides them: the reason for the scan"
+    only_problem(dataset, "case b", f"b_0000{ending}", "3 NaN or infinite voxel(s)", "-1024 HU")
+
+
+def test_cli_names_the_ct_with_nan_voxels(dataset, capsys):
+    array = ct_array().astype(np.float32)
+    array[2, 2, 2] = np.nan
+    sitk.WriteImage(image(array), str(dataset / "imagesTr" / "a_0000.nii.gz"))
+    assert cli.main(["-i", str(dataset)]) == 1
+    assert "a_0000.nii.gz" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("change, expected", [
