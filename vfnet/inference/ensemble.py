@@ -34,21 +34,27 @@ class FoldEnsemble:
         self.mirror = mirror
         self.device = torch.device(device)
 
-    def predict(self, batch: np.ndarray) -> EnsembleOutput:
-        """`batch` (B, C, Z, Y, X) float32: every vertebra of a case goes through each fold in one pass."""
+    def predict(self, batch: np.ndarray, morphometry: np.ndarray | None = None) -> EnsembleOutput:
+        """`batch` (B, C, Z, Y, X) float32: every vertebra of a case goes through each fold in one pass;
+        `morphometry` (B, 2F): the morphometric branch's inputs, when the plan has the branch."""
         with torch.inference_mode():
             inputs = torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32)).to(self.device)
-            per_fold = torch.stack([self._fold_probabilities(model, inputs) for model in self.models])
+            features = None if morphometry is None else torch.from_numpy(
+                np.ascontiguousarray(morphometry, dtype=np.float32)).to(self.device)
+            per_fold = torch.stack([self._fold_probabilities(model, inputs, features) for model in self.models])
         per_fold_np = per_fold.cpu().double().numpy()
         spread = (1.0 - per_fold_np[:, :, 0]).std(axis=0)
         return EnsembleOutput(per_fold_np.mean(axis=0), spread)
 
-    def _fold_probabilities(self, model: torch.nn.Module, inputs: torch.Tensor) -> torch.Tensor:
+    def _fold_probabilities(self, model: torch.nn.Module, inputs: torch.Tensor,
+                            morphometry: torch.Tensor | None) -> torch.Tensor:
         if not self.mirror:
-            return torch.softmax(model(inputs)["logits"].float(), dim=1)
+            return torch.softmax(model(inputs, morphometry)["logits"].float(), dim=1)
         # Original and mirrored crops in one forward pass: one larger batch is cheaper than two small ones.
+        # The heights do not change under left-right mirroring, so both halves get the same features.
         both = torch.cat([inputs, torch.flip(inputs, dims=(LEFT_RIGHT_DIM,))])
-        probabilities = torch.softmax(model(both)["logits"].float(), dim=1)
+        features = None if morphometry is None else torch.cat([morphometry, morphometry])
+        probabilities = torch.softmax(model(both, features)["logits"].float(), dim=1)
         return (probabilities[:len(inputs)] + probabilities[len(inputs):]) / 2
 
 

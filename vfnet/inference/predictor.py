@@ -1,7 +1,8 @@
 """Predict every CT of an input: read -> vertebrae -> the training preprocessing -> fold ensemble -> outputs.
 
-The checkpoints are loaded once per run; all vertebrae of a case go through each fold in one batch. A case
-that fails (unreadable CT, no mask, no vertebra) is reported and skipped, the others are still predicted.
+The checkpoints are loaded once per run; all vertebrae of a case go through each fold in one batch. A case that
+fails (unreadable CT, no mask, no vertebra) stops the run, or with `continue_on_error` is reported, listed in
+failures.csv and skipped while the others are still predicted.
 """
 import sys
 import time
@@ -15,18 +16,20 @@ import SimpleITK as sitk
 from vfnet.dataset.image_io import check_finite, orientation_code, read_image
 from vfnet.errors import VfnetError
 from vfnet.fileio import remove_stale_temporaries
-from vfnet.evaluation.morphometry import body_heights
 from vfnet.inference.ensemble import FoldEnsemble, checkpoint_path, load_fold_models
 from vfnet.inference.inputs import InputCase, discover_cases
-from vfnet.inference.outputs import (CUT_NOTE, load_complete_case, make_case_record, write_case_record,
-                                     write_tables)
+from vfnet.inference.model_levels import describe_levels, trained_levels
+from vfnet.inference.outputs import (case_remarks, field_of_view_note, load_complete_case, make_case_record,
+                                     write_case_record, write_run_outputs)
 from vfnet.inference.vertebra_sources import (VertebraSource, find_centroids, find_mask, load_centroid_source,
                                               load_mask_source, sole_mask_like_file)
 from vfnet.labels import level_name
 from vfnet.planning.plans import load_plans
-from vfnet.preprocessing.preprocessor import preprocess_case
+from vfnet.morphometry.genant import json_ready, measure_spine, morphometry_inputs
+from vfnet.preprocessing.preprocessor import integer_mask, preprocess_case
 
-# A vertebra with less of its crop inside the scan than this is flagged: its heights cannot be measured.
+# A vertebra with less of its crop inside the scan than this is flagged: its heights cannot be measured. The
+# plan's training.min_fraction_in_view (the same threshold training used) wins where the plan has it.
 MIN_FRACTION_IN_VIEW = 0.9
 MORPHOMETRY_KEYS = ("anterior_mm", "middle_mm", "posterior_mm", "height_loss", "morphometric_grade")
 
@@ -42,6 +45,7 @@ class PredictSettings:
     masks: Path | None = None        # folder or file; None: look beside the CTs
     centroids: Path | None = None    # folder or file of VerSe centroid JSONs
     overwrite: bool = False
+    continue_on_error: bool = False  # keep going after a failing case (it is listed in failures.csv)
 
     def signature(self) -> dict[str, Any]:
         """What a case's result depends on: a rerun with the same signature may reuse it."""
@@ -66,6 +70,7 @@ def run_prediction(input_path: Path, output_folder: Path, settings: PredictSetti
     ensemble = FoldEnsemble(load_fold_models(settings.model_folder, settings.folds, settings.checkpoint_name, plans),
                             mirror=settings.mirror, device=settings.device)
     signature = settings.signature()
+    levels = trained_levels(settings.model_folder)
     remove_stale_temporaries(output_folder)   # left by a run killed mid-write
     run = PredictionRun()
     for case in cases:
@@ -76,39 +81,67 @@ def run_prediction(input_path: Path, output_folder: Path, settings: PredictSetti
             continue
         try:
             started = time.perf_counter()
-            record = predict_case(case, ensemble, plans, settings, signature, single_case=len(cases) == 1)
+            record = predict_case(case, ensemble, plans, settings, signature, single_case=len(cases) == 1,
+                                  levels=levels)
             write_case_record(output_folder, record)
             run.records.append(record)
             print(f"{case.case_id}: {len(record['vertebrae'])} vertebrae from {record['source']['vertebrae_from']} "
                   f"in {time.perf_counter() - started:.1f} s")
-        except VfnetError as error:
-            run.failures[case.case_id] = str(error)
-            print(f"{case.case_id}: FAILED: {error}", file=sys.stderr)
-        except Exception as error:  # a bug on one odd scan must not cost the other cases their predictions
-            run.failures[case.case_id] = f"unexpected {type(error).__name__}: {error} (please report it)"
-            print(f"{case.case_id}: FAILED: {run.failures[case.case_id]}", file=sys.stderr)
-    write_tables(output_folder, run.records)
+            for remark in case_remarks(record):
+                print(f"{case.case_id}: {remark}")
+        except Exception as error:  # with continue_on_error, a bug on one odd scan must not cost the others
+            message = str(error) if isinstance(error, VfnetError) else \
+                f"unexpected {type(error).__name__}: {error} (please report it)"
+            run.failures[case.case_id] = message
+            if not settings.continue_on_error:
+                raise VfnetError(f"case {case.case_id} failed, so the run stopped ({len(run.records)} case(s) before "
+                                 f"it are saved in {output_folder} and reused by a rerun; no predictions.csv was "
+                                 f"written): {message} Fix it, or rerun with --continue_on_error to predict the "
+                                 f"other cases.") from error
+            print(f"{case.case_id}: FAILED: {message}", file=sys.stderr)
+    write_run_outputs(output_folder, run.records, run.failures)
     return run
 
 
 def predict_case(case: InputCase, ensemble: FoldEnsemble, plans: dict[str, Any], settings: PredictSettings,
-                 signature: dict[str, Any], single_case: bool = False) -> dict[str, Any]:
+                 signature: dict[str, Any], single_case: bool = False,
+                 levels: set[int] | None = None) -> dict[str, Any]:
     image = read_image(case.image, "CT")
     check_finite(image, case.image, "CT")
     source = vertebra_source(case, image, settings, single_case)
+    not_predicted = list(source.not_predicted)
+    if levels is not None:   # levels the model never saw in training are listed, not graded
+        unseen = [label for label in source.labels if label not in levels]
+        not_predicted += [{"label": label, "structure": level_name(label),
+                           "reason": f"the model was trained on {describe_levels(levels)} only"} for label in unseen]
+        source.labels = [label for label in source.labels if label in levels]
+        if not source.labels:
+            raise VfnetError(f"CT {case.image}: none of its vertebrae ({', '.join(map(level_name, unseen))}) is a "
+                             f"level the model was trained on ({describe_levels(levels)}).")
     crops = preprocess_case(image, source.mask_image, source.centroids, source.labels, plans["preprocessing"])
     labels = [label for label in source.labels if label in crops]
     if not labels:
         raise VfnetError(f"CT {case.image}: no vertebra of {source.description} could be cropped.")
-    ensemble_output = ensemble.predict(np.stack([crops[label][0] for label in labels]))
-    rows = [_vertebra_row(case.case_id, label, crops[label], probabilities, spread, label in source.cut_labels)
+    if source.mask_image is not None and any("morphometry" not in crops[label][1] for label in labels):
+        # A plan without the morphometric branch: the heights are still reported.
+        reports = measure_spine(integer_mask(source.mask_image), image, labels)
+        for label in labels:
+            crops[label][1]["morphometry"] = json_ready(reports[label])
+    feature_names = plans["network"].get("morphometric_features", [])
+    morphometry = morphometry_inputs([crops[label][1] for label in labels], feature_names) if feature_names \
+        else None
+    ensemble_output = ensemble.predict(np.stack([crops[label][0] for label in labels]), morphometry)
+    min_fraction = float(plans["training"].get("min_fraction_in_view", MIN_FRACTION_IN_VIEW))
+    rows = [_vertebra_row(case.case_id, label, crops[label], probabilities, spread, label in source.cut_labels,
+                          min_fraction)
             for label, probabilities, spread in zip(labels, ensemble_output.probabilities,
                                                     ensemble_output.fold_spread)]
     source_info = {"image": str(case.image), "orientation": orientation_code(image),
                    "spacing": list(reversed(image.GetSpacing())), "vertebrae_from": source.description,
                    "folds": [str(fold) for fold in settings.folds],
-                   "fold_spread": "standard deviation of p_fracture across folds"}
-    return make_case_record(case.case_id, source_info, signature, rows)
+                   "fold_spread": "standard deviation of p_fracture across folds",
+                   "mask_resampled": source.mask_resampled, "notes": source.notes}
+    return make_case_record(case.case_id, source_info, signature, rows, not_predicted)
 
 
 def vertebra_source(case: InputCase, image: sitk.Image, settings: PredictSettings,
@@ -135,16 +168,15 @@ def vertebra_source(case: InputCase, image: sitk.Image, settings: PredictSetting
 
 
 def _vertebra_row(case_id: str, label: int, crop: tuple[np.ndarray, dict[str, Any]], probabilities: np.ndarray,
-                  spread: float, touches_border: bool) -> dict[str, Any]:
+                  spread: float, touches_border: bool, min_fraction: float = MIN_FRACTION_IN_VIEW) -> dict[str, Any]:
     array, properties = crop
     fraction_in_view = float(properties.get("fraction_in_view", 1.0))
-    cut = touches_border or fraction_in_view < MIN_FRACTION_IN_VIEW
-    notes = [CUT_NOTE] if cut else []
-    heights: dict[str, Any] = {}
-    if not cut and properties.get("mask_source") == "mask":  # a centroid's ellipsoid has no heights to measure
-        heights = body_heights(array[-1] > 0.5, tuple(properties["spacing"]))
-        if heights.get("note"):
-            notes.append(f"morphometry: {heights['note']}")
+    cut_note = field_of_view_note(fraction_in_view, touches_border, min_fraction)
+    cut = cut_note is not None
+    notes = [cut_note] if cut else []
+    heights = properties.get("morphometry") or {}   # None for centroid input: no mask, no heights
+    if heights.get("notes"):
+        notes.append(f"morphometry: {'; '.join(heights['notes'])}")
     row: dict[str, Any] = {"case": case_id, "vertebra": int(label), "level": level_name(label),
                            "grade": int(np.argmax(probabilities)),
                            **{f"p{grade}": float(p) for grade, p in enumerate(probabilities)},

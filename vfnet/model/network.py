@@ -2,7 +2,8 @@
 
 Layout: strided stem (early downsampling, because full-resolution convolutions dominate CPU cost), residual
 stages, global average pooling, then two heads on the pooled features: a linear classifier for the four Genant
-grades and an MLP projection head whose L2-normalised output feeds the supervised contrastive loss.
+grades and an MLP projection head whose L2-normalised output feeds the supervised contrastive loss. When the plan
+lists `morphometric_features`, a small branch maps the measured Genant ratios into the classifier's input.
 GroupNorm keeps the network independent of the batch size (balanced batches are small and the last stage can
 be 1 voxel wide, where InstanceNorm is undefined).
 """
@@ -18,6 +19,7 @@ ARCHITECTURE = "ResidualEncoderClassifier"
 REQUIRED_KEYS = ("in_channels", "num_classes", "stem_channels", "stem_stride", "stage_channels",
                  "blocks_per_stage", "stage_strides", "projection_dim")
 CHANNELS_PER_GROUP = 8
+MORPHOMETRY_WIDTH = 32  # hidden units of the morphometric branch: a handful of ratios need no more
 # Channels-last 3D layout: oneDNN's convolutions ran a training step ~25 % and inference ~20 % faster on the
 # project's 2-core CPU (32x64x40 crops, batch 32; benchmarks/ and documentation/benchmarks.md).
 MEMORY_FORMAT = torch.channels_last_3d
@@ -51,7 +53,7 @@ class ResidualBlock(nn.Module):
 class VertebraClassifier(nn.Module):
     def __init__(self, in_channels: int, num_classes: int, stem_channels: int, stem_stride: int,
                  stage_channels: list[int], blocks_per_stage: list[int], stage_strides: list[int],
-                 projection_dim: int, dropout: float = 0.0):
+                 projection_dim: int, dropout: float = 0.0, morphometric_features: int = 0):
         super().__init__()
         self.stem = nn.Sequential(
             nn.Conv3d(in_channels, stem_channels, 3, stride=stem_stride, padding=1, bias=False),
@@ -65,14 +67,27 @@ class VertebraClassifier(nn.Module):
         self.encoder = nn.Sequential(*blocks)
         self.feature_dim = channels
         self.dropout = nn.Dropout(dropout)
-        self.classifier = nn.Linear(channels, num_classes)
+        # Morphometric branch: the measured Genant ratios (values + availability flags) join the pooled CNN
+        # features before the classifier; the contrastive embedding stays the CNN's own.
+        self.morphometric_features = int(morphometric_features)
+        branch_width = MORPHOMETRY_WIDTH if self.morphometric_features else 0
+        self.morphometry = nn.Sequential(nn.Linear(2 * self.morphometric_features, branch_width),
+                                         nn.LeakyReLU(0.01)) if branch_width else None
+        self.classifier = nn.Linear(channels + branch_width, num_classes)
         self.projection = nn.Sequential(nn.Linear(channels, channels), nn.ReLU(inplace=True),
                                         nn.Linear(channels, projection_dim))
 
-    def forward(self, x: torch.Tensor, detach_classifier: bool = False) -> dict[str, torch.Tensor]:
+    def forward(self, x: torch.Tensor, morphometry: torch.Tensor | None = None,
+                detach_classifier: bool = False) -> dict[str, torch.Tensor]:
+        """`morphometry`: (B, 2F) feature values then availability flags (vfnet.morphometry.genant); None
+        means unavailable for every sample (e.g. centroid input)."""
         features = self.encoder(self.stem(x.contiguous(memory_format=MEMORY_FORMAT))).mean(dim=(2, 3, 4))
         # The paper's recipe trains the classifier on detached features: only SupCon shapes the encoder.
         classifier_input = features.detach() if detach_classifier else features
+        if self.morphometry is not None:
+            if morphometry is None:
+                morphometry = features.new_zeros(features.shape[0], 2 * self.morphometric_features)
+            classifier_input = torch.cat([classifier_input, self.morphometry(morphometry.to(features.dtype))], dim=1)
         logits = self.classifier(self.dropout(classifier_input))
         embedding = F.normalize(self.projection(features), dim=1)
         return {"logits": logits, "features": features, "embedding": embedding}
@@ -102,6 +117,7 @@ def build_network(network_plan: dict[str, Any]) -> VertebraClassifier:
             blocks_per_stage=[int(v) for v in network_plan["blocks_per_stage"]],
             stage_strides=[int(v) for v in network_plan["stage_strides"]],
             projection_dim=int(network_plan["projection_dim"]),
-            dropout=float(network_plan.get("dropout", 0.0))).to(memory_format=MEMORY_FORMAT)
+            dropout=float(network_plan.get("dropout", 0.0)),
+            morphometric_features=len(network_plan.get("morphometric_features", []))).to(memory_format=MEMORY_FORMAT)
     except (TypeError, ValueError) as error:
         raise PlanError(f"The plan's network section holds an invalid value: {error}.") from None

@@ -12,6 +12,7 @@ from typing import Any, Iterable, Mapping
 import numpy as np
 import SimpleITK as sitk
 
+from vfnet.errors import PlanError
 from vfnet.labels import GRADABLE_LABELS
 from vfnet.morphometry.frame import cranio_caudal_axis, local_frame, neighbours
 from vfnet.morphometry.heights import BodyHeights, measure_body
@@ -54,13 +55,21 @@ def measure_spine(mask: sitk.Image, ct: sitk.Image | None,
     for label in centres:
         axis, source = cranio_caudal_axis(label, centres)
         axes[label] = (axis, source)
-        heights[label] = measure_body(sitk.Cast(mask == label, sitk.sitkFloat32), ct, centres[label],
-                                      local_frame(axis))
         box = np.asarray(statistics.GetBoundingBox(label))   # x, y, z start, then sizes
+        heights[label] = measure_body(_label_region(mask, label, box), ct, centres[label], local_frame(axis))
         if np.any(box[:3] == 0) or np.any(box[:3] + box[3:] >= size):
             heights[label].notes.append("the vertebra touches the border of the scan")
     wanted = list(centres) if labels is None else [int(label) for label in labels]
     return {label: _report(label, heights, axes, centres) for label in wanted}
+
+
+def _label_region(mask: sitk.Image, label: int, box: np.ndarray) -> sitk.Image:
+    """0/1 float image of one label, cut to its bounding box plus a voxel: comparing the whole scan once per
+    vertebra would cost more than the measurement."""
+    start = np.maximum(box[:3] - 1, 0)
+    stop = np.minimum(box[:3] + box[3:] + 1, np.asarray(mask.GetSize()))
+    region = sitk.RegionOfInterest(mask, [int(v) for v in stop - start], [int(v) for v in start])
+    return sitk.Cast(region == label, sitk.sitkFloat32)
 
 
 def _report(label: int, heights: dict[int, BodyHeights], axes: dict, centres: dict) -> dict[str, Any]:
@@ -105,13 +114,36 @@ def _ratios(own: BodyHeights | None, expected: float | None) -> dict[str, Any]:
     return {**losses, "morphometric_grade": grade_from_height_loss(loss if math.isfinite(loss) else None)}
 
 
+def json_ready(report: Mapping[str, Any]) -> dict[str, Any]:
+    """The report with NaN as None (JSON null) and numpy scalars as Python numbers."""
+    def clean(value: Any) -> Any:
+        if isinstance(value, (float, np.floating)):
+            return float(value) if math.isfinite(value) else None
+        return value
+    return {key: clean(value) for key, value in report.items()}
+
+
 def feature_vector(report: Mapping[str, Any] | None) -> tuple[np.ndarray, np.ndarray]:
     """(values, available) of the morphometric branch: scaled losses, 0 where unknown, plus 0/1 availability."""
     values = np.zeros(len(FEATURE_NAMES), dtype=np.float32)
     available = np.zeros(len(FEATURE_NAMES), dtype=np.float32)
     for index, name in enumerate(FEATURE_NAMES):
-        value = float(report.get(name, float("nan"))) if report else float("nan")
+        value = report.get(name) if report else None
+        value = float("nan") if value is None else float(value)
         if math.isfinite(value):
             values[index] = float(np.clip(value / FEATURE_SCALE, -5.0, 5.0))
             available[index] = 1.0
     return values, available
+
+
+def morphometry_inputs(properties: Iterable[Mapping[str, Any]], feature_names: Iterable[str]) -> np.ndarray:
+    """(N, 2F) inputs of the morphometric branch for crops' properties: the same code at training and prediction.
+
+    A plan's feature list must match this version's; a crop without morphometry (centroid input) is all zero,
+    i.e. every feature unavailable.
+    """
+    if list(feature_names) != list(FEATURE_NAMES):
+        raise PlanError(f"The plan's morphometric features {list(feature_names)} are not this vfnet's "
+                         f"{list(FEATURE_NAMES)}; plan and preprocess again with this version.")
+    rows = [np.concatenate(feature_vector(p.get("morphometry"))) for p in properties]
+    return np.stack(rows).astype(np.float32) if rows else np.zeros((0, 2 * len(FEATURE_NAMES)), np.float32)

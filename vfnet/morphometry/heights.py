@@ -3,7 +3,7 @@
 1. Resample the vertebra's mask (and the CT) onto a thin mid-sagittal slab aligned with its local frame
    (`frame.local_frame`): array axes (cranio-caudal, anterior->posterior, right->left) at 0.5 mm.
 2. Isolate the body: along the antero-posterior axis the mask is occupied from the front of the body back to
-   the spinal canal, which is a gap of at least CANAL_GAP_MM; what lies behind it is the posterior elements.
+   the spinal canal, a gap (or a thin bridge) of at least CANAL_GAP_MM; behind it are the posterior elements.
 3. At 12 % of the body's depth from the front (anterior), at half (middle) and at 12 % from the back
    (posterior), average the columns of a small window into one cranio-caudal profile and find the two
    endplates: where the mask profile crosses 0.5, refined on the CT profile to where it crosses half-way
@@ -24,6 +24,7 @@ SLAB_STEP_MM = 1.0
 EXTENT_CRANIO_CAUDAL_MM = 90.0  # grid extent: a lumbar body (~30 mm) and its discs, tilted, fit easily
 EXTENT_ANTERO_POSTERIOR_MM = 130.0
 CANAL_GAP_MM = 2.0              # a gap this wide behind the body is the spinal canal, not a hole in the mask
+CANAL_FRACTION = 0.25           # ... "gap": columns lower than this fraction of the body's tallest column
 EDGE_FRACTION = 0.12            # anterior/posterior positions as a fraction of the body depth from each wall
 WINDOW_FRACTION = 0.05          # +- this fraction of the depth around each position is averaged
 SEARCH_MM = 5.0                 # the CT endplate is looked for within this distance of the mask's edge
@@ -114,14 +115,19 @@ def heights_on_slab(mask: np.ndarray, hu: np.ndarray | None, sample_mm: float = 
 
 
 def _body_extent(inside: np.ndarray, sample_mm: float) -> tuple[int, int, bool]:
-    """First and last antero-posterior index of the body, and whether a canal gap was found behind it."""
-    occupied = inside.any(axis=(0, 2))
-    indices = np.flatnonzero(occupied)
+    """First and last antero-posterior index of the body, and whether the canal was found behind it.
+
+    The canal is where the slab's mean column height falls below CANAL_FRACTION of the body's: an empty gap in
+    a clean mask, a thin bridge where a dilated mask or the laminae reach into the mid-sagittal slab.
+    """
+    column_heights = inside.sum(axis=0).mean(axis=1)
+    indices = np.flatnonzero(column_heights > 0)
     front, last = int(indices[0]), int(indices[-1])
     min_gap = max(1, int(round(CANAL_GAP_MM / sample_mm)))
-    run = 0
+    tallest, run = 0.0, 0
     for index in range(front, last + 1):
-        run = run + 1 if not occupied[index] else 0
+        tallest = max(tallest, float(column_heights[index]))
+        run = run + 1 if column_heights[index] < CANAL_FRACTION * tallest else 0
         if run >= min_gap:
             return front, index - run, True
     return front, last, False

@@ -31,7 +31,7 @@ class Budget:
 
 BUDGETS = {
     # Five folds of the ~280-vertebra benchmark in about 20 minutes on 2 CPU cores: 4 minutes per fold.
-    "cpu": Budget("cpu", minutes_per_fold=4.0, effective_gflops=CPU_EFFECTIVE_GFLOPS, stem_channels=16,
+    "cpu": Budget("cpu", minutes_per_fold=5.5, effective_gflops=CPU_EFFECTIVE_GFLOPS, stem_channels=16,
                   max_channels=128, samples_per_grade=4, max_crop_voxels=64, max_epochs=100, projection_dim=128),
     "gpu": Budget("gpu", minutes_per_fold=30.0, effective_gflops=GPU_EFFECTIVE_GFLOPS, stem_channels=32,
                   max_channels=320, samples_per_grade=8, max_crop_voxels=128, max_epochs=300, projection_dim=128),

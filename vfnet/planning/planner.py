@@ -10,6 +10,7 @@ import numpy as np
 from vfnet import __version__
 from vfnet.errors import PlanError
 from vfnet.labels import GENANT_GRADES
+from vfnet.planning import training_rules
 from vfnet.planning.budget import TRAINING_VIEWS, Budget, get_budget
 from vfnet.planning.network_plan import forward_flops, network_plan, num_downsamplings
 from vfnet.planning.typical_sizes import typical_body_size_mm
@@ -60,7 +61,12 @@ def plan_experiment(fingerprint: dict[str, Any], budget_name: str = "cpu",
                 "samples_per_grade": samples_per_grade, "optimizer": "adamw", "learning_rate": 1e-3,
                 "weight_decay": 1e-4, "warmup_epochs": max(1, round(0.05 * epochs)), "lr_schedule": "cosine",
                 "grad_clip": 12.0, **_loss_weights(counts, present, reasons), "detach_classifier": False,
-                "augmentation": augmentation(reasons), "min_fraction_in_view": MIN_FRACTION_IN_VIEW}
+                "augmentation": augmentation(reasons), "min_fraction_in_view": MIN_FRACTION_IN_VIEW,
+                **training_rules.protection(epochs, iterations, reasons)}
+    mask_settings, mask_probabilities = training_rules.mask_errors(reasons)
+    training["augmentation"].update(mask_settings)
+    training["augmentation"]["probabilities"].update(mask_probabilities)
+    network.update(training_rules.morphometric_branch(reasons))
     reasons["training.min_fraction_in_view"] = (
         f"{MIN_FRACTION_IN_VIEW}: a vertebra with less of its typical body box inside the scan may have lost the "
         f"endplate whose height defines its grade, so its label would teach a wrong height ratio; such vertebrae are "
@@ -72,7 +78,7 @@ def plan_experiment(fingerprint: dict[str, Any], budget_name: str = "cpu",
         "crop_size": crop_size, "background_hu": BACKGROUND_HU, "ct_interpolation": "linear",
         "ct_channels": [{"name": "bone", "clip": clip, "center": round(intensity["mean"], 3),
                          "scale": round(max(intensity["std"], MIN_INTENSITY_STD_HU), 3)}],
-        "mask_channel": "target_vertebra", "num_input_channels": 2}
+        "mask_channel": "target_vertebra", "num_input_channels": 2, "morphometry": True}
     reasons["preprocessing.ct_channels"] = (
         f"nnU-Net's CT normalisation from {intensity['num_samples']} voxels sampled inside the graded vertebrae: "
         f"clip to their 0.5/99.5 percentiles [{intensity['percentile_00_5']:.0f}, "

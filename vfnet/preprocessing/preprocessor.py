@@ -7,6 +7,7 @@ import SimpleITK as sitk
 from vfnet.dataset.image_io import orientation_code
 from vfnet.errors import DatasetError
 from vfnet.labels import level_name
+from vfnet.morphometry.genant import json_ready, measure_spine
 from vfnet.planning.typical_sizes import typical_body_size_mm
 from vfnet.preprocessing.crop import (canonical_spacing, crop_grid, ellipsoid, fraction_inside_scan, resample_ct,
                                       resample_label)
@@ -62,7 +63,9 @@ def preprocess_case(image: sitk.Image, mask_image: sitk.Image | None, centroids:
     """Crop every vertebra in `labels`: {label: (float32 (C, Z, Y, X), properties)}.
 
     Channels are the planned CT windows, then the target vertebra (its mask, or for centroid-only cases an
-    ellipsoid of the level's typical vertebral-body size at the centroid).
+    ellipsoid of the level's typical vertebral-body size at the centroid). When the plan asks for morphometry,
+    each vertebra with a mask also gets its body heights and Genant ratios (`properties["morphometry"]`,
+    measured on the stored CT and mask, not on the coarser crop); without a mask it gets None.
     """
     labels = [int(label) for label in labels]
     mask = integer_mask(mask_image) if mask_image is not None else None
@@ -72,6 +75,9 @@ def preprocess_case(image: sitk.Image, mask_image: sitk.Image | None, centroids:
     size = [int(s) for s in preprocessing_plan["crop_size"]]
     source_spacing = canonical_spacing(image)
     orientation = orientation_code(image)
+    morphometry = {}
+    if preprocessing_plan.get("morphometry", False) and in_mask:
+        morphometry = measure_spine(mask, image, [label for label in labels if label in in_mask])
     results: dict[int, tuple[np.ndarray, dict[str, Any]]] = {}
     for label in labels:
         centre = centres[label]
@@ -90,6 +96,8 @@ def preprocess_case(image: sitk.Image, mask_image: sitk.Image | None, centroids:
             "source_orientation": orientation, "mask_source": mask_source,
             "fraction_in_view": round(fraction_inside_scan(image, centre, body_size), 4),
         }
+        if preprocessing_plan.get("morphometry", False):
+            properties["morphometry"] = json_ready(morphometry[label]) if label in morphometry else None
         results[label] = (array, properties)
     return results
 

@@ -9,7 +9,8 @@ training 2-7×, so augmentation runs in the training process; on a GPU it runs o
 The label is a height ratio, so the spatial transform is rigid + ISOTROPIC scaling only (computed in mm, so a
 non-cubic crop or anisotropic spacing does not turn a rotation into a shear), and mirroring is left-right only
 (array axis 2). The mask channels (the last `mask_channels` channels) follow the same spatial transform
-(linear, then thresholded at 0.5) and never receive intensity augmentation.
+(linear, then thresholded at 0.5) and never receive intensity augmentation; they get their own errors instead
+(one-voxel erosion or dilation, small shifts), as a segmentation model's masks have them.
 """
 import math
 from typing import Any, Sequence
@@ -35,6 +36,7 @@ class BatchAugmenter:
         ct, mask = batch[:, :ct_count], batch[:, ct_count:]
         ct, mask = self._spatial(ct, mask)
         ct = self._intensity(ct)
+        mask = self._mask_errors(mask)
         return torch.cat([ct, mask], dim=1)
 
     # --- spatial -------------------------------------------------------------------------------------------
@@ -76,6 +78,29 @@ class BatchAugmenter:
         linear = rotation / scales[:, None, None]
         linear = linear * half[None, None, :] / half[None, :, None]
         return torch.cat([linear, torch.zeros(len(scales), 3, 1)], dim=2)
+
+    # --- mask errors (mask channels only) -----------------------------------------------------------------------
+    def _mask_errors(self, mask: torch.Tensor) -> torch.Tensor:
+        """A segmentation model's masks are a voxel or two off: erode or dilate by one voxel, shift by up to
+        `mask_shift_voxels`, so the network does not lean on the exact outline of the mask channel."""
+        count = mask.shape[0]
+        chosen = self._chosen("mask_morphology", count).to(mask.device) if "mask_morphology" in self.probabilities \
+            else None
+        if chosen is not None and bool(chosen.any()):
+            dilate = (torch.rand(count) < 0.5).to(mask.device)
+            dilated = F.max_pool3d(mask, 3, stride=1, padding=1)
+            eroded = 1.0 - F.max_pool3d(1.0 - mask, 3, stride=1, padding=1)
+            changed = torch.where(dilate[:, None, None, None, None], dilated, eroded)
+            mask = torch.where(chosen[:, None, None, None, None], changed, mask)
+        shift = int(self.config.get("mask_shift_voxels", 0))
+        if shift > 0 and "mask_shift" in self.probabilities:
+            chosen = torch.nonzero(self._chosen("mask_shift", count)).flatten().tolist()
+            if chosen:
+                mask = mask.clone()
+                for index in chosen:
+                    offsets = [int(v) for v in torch.randint(-shift, shift + 1, (3,))]
+                    mask[index] = torch.roll(mask[index], shifts=offsets, dims=(1, 2, 3))
+        return mask
 
     # --- intensity (CT channels only) ----------------------------------------------------------------------
     def _intensity(self, ct: torch.Tensor) -> torch.Tensor:
@@ -123,6 +148,15 @@ class BatchAugmenter:
             extent = (maximum - minimum).clamp_min(1e-6)
             ct[index] = ((sample - minimum) / extent) ** gamma * extent + minimum
         return ct
+
+
+def drop_morphometry(morphometry: torch.Tensor, probability: float) -> torch.Tensor:
+    """Blank the whole morphometric input (values and availability) of a random fraction of the rows, so the
+    network also learns to grade without it, as it must for centroid input or an unmeasurable body."""
+    if probability <= 0:
+        return morphometry
+    keep = (torch.rand(morphometry.shape[0], 1) >= probability).to(morphometry.dtype)
+    return morphometry * keep
 
 
 def _rotation_xyz(about_x: torch.Tensor, about_y: torch.Tensor, about_z: torch.Tensor) -> torch.Tensor:

@@ -11,6 +11,7 @@ import numpy as np
 
 from vfnet.dataset.splits import load_splits
 from vfnet.errors import VfnetError
+from vfnet.morphometry.genant import morphometry_inputs
 from vfnet.preprocessing.samples import check_signatures, load_arrays, read_sample_properties
 
 SPLITS_FILE = "splits_final.json"
@@ -22,18 +23,21 @@ class SampleSet:
     properties: list[dict[str, Any]]
     arrays: np.ndarray          # (N, C, Z, Y, X) float16, as stored
     grades: np.ndarray          # (N,) int64
+    morphometry: np.ndarray | None = None  # (N, 2F) float32 morphometric-branch inputs (values, availability)
     left_out: list[str] = field(default_factory=list)   # partial vertebrae not trained on (min_fraction_in_view)
 
     def __len__(self) -> int:
         return len(self.ids)
 
 
-def _load_samples(folder: Path, properties: list[dict[str, Any]], shape: list[int]) -> SampleSet:
+def _load_samples(folder: Path, properties: list[dict[str, Any]], shape: list[int],
+                  feature_names: list[str]) -> SampleSet:
     arrays = load_arrays(folder, [p["sample"] for p in properties], shape)
     grades = np.array([int(p["grade"]) for p in properties], dtype=np.int64)
     if grades.size and (grades.min() < 0 or grades.max() > 3):
         raise VfnetError(f"Samples in {folder} hold grades outside 0-3.")
-    return SampleSet([p["sample"] for p in properties], properties, arrays, grades)
+    morphometry = morphometry_inputs(properties, feature_names) if feature_names else None
+    return SampleSet([p["sample"] for p in properties], properties, arrays, grades, morphometry)
 
 
 def in_view(properties: dict[str, Any], min_fraction: float) -> bool:
@@ -73,6 +77,7 @@ def load_fold(dataset_folder: Path, plans: dict[str, Any], fold: int | str) -> t
         raise VfnetError(f"Fold {fold} has no graded training sample in {folder}" +
                          (f" seen at least {min_fraction:.0%} in the field of view (training.min_fraction_in_view)."
                           if left_out else "."))
-    train_set = _load_samples(folder, train, shape)
+    feature_names = list(plans["network"].get("morphometric_features", []))
+    train_set = _load_samples(folder, train, shape, feature_names)
     train_set.left_out = left_out
-    return train_set, (_load_samples(folder, val, shape) if val is not None else None)
+    return train_set, (_load_samples(folder, val, shape, feature_names) if val is not None else None)

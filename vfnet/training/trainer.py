@@ -4,6 +4,7 @@ data (data.py), balanced batches (sampler.py), augmentation, loss, schedule, che
 import math
 import os
 import random
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,13 +22,15 @@ from vfnet.model.checkpoint import (capture_rng_state, check_network_plan, load_
 from vfnet.model.network import build_network
 from vfnet.paths import fold_folder
 from vfnet.training import distributed
-from vfnet.training.augmentation import BatchAugmenter
+from vfnet.training.augmentation import BatchAugmenter, drop_morphometry
+from vfnet.training.collapse import collapse_reason, single_grade_reason
 from vfnet.training.data import SampleSet, load_fold
 from vfnet.training.losses import ContrastiveClassificationLoss
 from vfnet.training.progress import ProgressWriter, empty_log
 from vfnet.training.sampler import BalancedBatchSampler
 from vfnet.training.schedule import WarmupDecaySchedule
 from vfnet.training.validation import evaluate, write_validation_outputs
+from vfnet.training.weight_averaging import WeightAverage
 
 DEFAULT_TRAINER = "vfnetTrainer"
 ALL_DATA_NOTE = "training data (fold 'all' has no held-out cases: these numbers are optimistic)"
@@ -74,9 +77,10 @@ def build_optimizer(training: dict[str, Any], parameters) -> torch.optim.Optimiz
     raise PlanError(f"The plan's optimizer '{name}' is not one of adamw, adam, sgd.")
 
 
-def _seed(run: TrainingRun, rank: int) -> int:
-    """Seed every generator; a non-deterministic run still records its seed so --c continues its batches."""
-    seed = run.seed if run.deterministic else int.from_bytes(os.urandom(4), "little")
+def _seed(run: TrainingRun, rank: int, attempt: int = 0) -> int:
+    """Seed every generator; a non-deterministic run still records its seed so --c continues its batches.
+    A restarted attempt (collapse guard) of a deterministic run gets another, still reproducible, seed."""
+    seed = run.seed + 1000 * attempt if run.deterministic else int.from_bytes(os.urandom(4), "little")
     random.seed(seed + rank)
     np.random.seed((seed + rank) % 2**32)
     torch.manual_seed(seed + rank)
@@ -100,7 +104,9 @@ def _mixed_precision(device: torch.device) -> tuple[torch.dtype | None, torch.am
 def run_epoch(model: torch.nn.Module, batches: list[np.ndarray], train: SampleSet, augmenter: BatchAugmenter,
               loss_function: ContrastiveClassificationLoss, optimizer: torch.optim.Optimizer,
               schedule: WarmupDecaySchedule, scaler: torch.amp.GradScaler, amp_dtype: torch.dtype | None,
-              device: torch.device, training: dict[str, Any], description: str) -> dict[str, float]:
+              device: torch.device, training: dict[str, Any], description: str,
+              averager: WeightAverage | None = None, raw_model: torch.nn.Module | None = None,
+              first_step: int = 0) -> dict[str, float]:
     """One epoch of optimisation steps; returns the mean loss terms."""
     model.train()
     # λ = 0: the second view would only feed SupCon, so it is not computed at all.
@@ -109,16 +115,21 @@ def run_epoch(model: torch.nn.Module, batches: list[np.ndarray], train: SampleSe
     totals = {"train_loss": 0.0, "train_ce": 0.0, "train_supcon": 0.0}
     progress_bar = tqdm(batches, desc=description, unit="batch", leave=False,
                         disable=not distributed.is_main_process())
-    for indices in progress_bar:
+    morphometry_dropout = float(training.get("morphometry_dropout", 0.0))
+    for step, indices in enumerate(progress_bar):
         images = torch.from_numpy(train.arrays[indices].astype(np.float32))
         grades = torch.from_numpy(train.grades[indices])
         if device.type == "cuda":
             images = images.pin_memory()
         images, grades = images.to(device, non_blocking=True), grades.to(device, non_blocking=True)
         inputs = torch.cat([augmenter(images) for _ in range(view_count)])
+        morphometry = None
+        if train.morphometry is not None:
+            morphometry = drop_morphometry(torch.from_numpy(train.morphometry[indices]).repeat(view_count, 1),
+                                           morphometry_dropout).to(device, non_blocking=True)
         optimizer.zero_grad(set_to_none=True)
         with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
-            output = model(inputs, detach_classifier=detach)
+            output = model(inputs, morphometry, detach_classifier=detach)
         losses = loss_function({key: value.float() for key, value in output.items()}, grades)
         scaler.scale(losses["loss"]).backward()
         scaler.unscale_(optimizer)
@@ -126,6 +137,8 @@ def run_epoch(model: torch.nn.Module, batches: list[np.ndarray], train: SampleSe
         scaler.step(optimizer)
         scaler.update()
         schedule.step()
+        if averager is not None:
+            averager.update(raw_model if raw_model is not None else model, first_step + step)
         for key, name in (("loss", "train_loss"), ("ce", "train_ce"), ("supcon", "train_supcon")):
             totals[name] += float(losses[key].detach())
         progress_bar.set_postfix(loss=f"{totals['train_loss'] / (progress_bar.n + 1):.3f}")
@@ -139,10 +152,34 @@ def _write_self_description(run: TrainingRun) -> None:
         write_json(run.output_folder / "dataset.json", read_json(dataset_json, "dataset.json"))
 
 
+class FoldCollapsed(Exception):
+    """Raised inside an attempt whose training collapsed; train_fold restarts it with another seed."""
+
+
 def train_fold(run: TrainingRun, rank: int = 0, world_size: int = 1) -> dict[str, Any] | None:
-    """Train one fold; returns the final validation metrics on rank 0 (None on other ranks)."""
+    """Train one fold; returns the final validation metrics on rank 0 (None on other ranks).
+
+    A collapsed attempt (collapse.py) is restarted with a new seed, at most `training.collapse_restarts` times;
+    the last attempt runs to the end unguarded and, if still degenerate, is flagged in metrics.json.
+    """
+    tries = 1 + int(run.plans["training"].get("collapse_restarts", 0))
+    lines: list[str] = []
+    attempt = 0
+    while True:
+        try:
+            return _train_attempt(run, rank, world_size, attempt, tries, lines)
+        except FoldCollapsed:
+            attempt += 1
+            if distributed.is_main_process():   # never resume or select from a collapsed attempt
+                for name in ("checkpoint_latest.pth", "checkpoint_best.pth"):
+                    (run.fold_folder / name).unlink(missing_ok=True)
+            distributed.barrier()
+
+
+def _train_attempt(run: TrainingRun, rank: int, world_size: int, attempt: int, tries: int,
+                   lines: list[str]) -> dict[str, Any] | None:
     device = resolve_device(run.device, rank)
-    seed = _seed(run, rank)
+    seed = _seed(run, rank, attempt)
     training = run.plans["training"]
     train, val = load_fold(run.dataset_folder, run.plans, run.fold)
     raw_model = build_network(run.plans["network"]).to(device)
@@ -151,18 +188,28 @@ def train_fold(run: TrainingRun, rank: int = 0, world_size: int = 1) -> dict[str
     schedule = WarmupDecaySchedule(optimizer, float(training["learning_rate"]), epochs * iterations,
                                    int(training.get("warmup_epochs", 0)) * iterations,
                                    str(training.get("lr_schedule", "cosine")))
+    averaging = training.get("weight_averaging")
+    averager = WeightAverage(raw_model, averaging["decay"], int(averaging["start_fraction"] * epochs * iterations)) \
+        if averaging else None
     amp_dtype, scaler = _mixed_precision(device)
     log, start_epoch, best_metric = empty_log(), 0, -math.inf
+    log["lines"] = lines
     latest = run.fold_folder / "checkpoint_latest.pth"
-    if run.resume and latest.is_file():
+    if run.resume and attempt == 0 and latest.is_file():
         payload = load_checkpoint(latest)
         check_network_plan(latest, payload, run.plans["network"])
         raw_model.load_state_dict(payload["network_weights"])
         optimizer.load_state_dict(payload["optimizer"])
         schedule.load_state_dict(payload["scheduler"])
         scaler.load_state_dict(payload["grad_scaler"])
+        if averager is not None and payload.get("averaged_weights") is not None:
+            averager.load_state_dict(payload["averaged_weights"])
         restore_rng_state(payload["rng"])
         log, start_epoch, best_metric, seed = payload["log"], payload["epoch"] + 1, payload["best_metric"], payload["seed"]
+        attempt = int(payload.get("attempt", 0))
+        lines[:] = log["lines"]
+    guarded = attempt + 1 < tries
+    check_epoch = max(1, math.ceil(float(training.get("collapse_check_fraction", 0.3)) * epochs))
 
     model: torch.nn.Module = raw_model
     if world_size > 1:
@@ -180,12 +227,13 @@ def train_fold(run: TrainingRun, rank: int = 0, world_size: int = 1) -> dict[str
     progress = ProgressWriter(run.fold_folder, log)
     evaluation_batch = int(training.get("batch_size", sampler.batch_size))
 
-    def payload_for(epoch: int) -> dict[str, Any]:
+    def payload_for(epoch: int, weights: dict[str, Any]) -> dict[str, Any]:
         return {"trainer": run.trainer_name, "plans_name": run.plans.get("plans_name", ""), "fold": run.fold,
                 "epoch": epoch, "network_plan": run.plans["network"], "preprocessing": run.plans["preprocessing"],
-                "network_weights": raw_model.state_dict(), "optimizer": optimizer.state_dict(),
+                "network_weights": weights, "optimizer": optimizer.state_dict(),
                 "scheduler": schedule.state_dict(), "grad_scaler": scaler.state_dict(), "rng": capture_rng_state(),
-                "log": log, "best_metric": best_metric, "seed": seed}
+                "averaged_weights": averager.state_dict() if averager is not None else None,
+                "log": log, "best_metric": best_metric, "seed": seed, "attempt": attempt}
 
     if main:
         remove_stale_temporaries(run.fold_folder)   # left by a run killed mid-write
@@ -193,20 +241,23 @@ def train_fold(run: TrainingRun, rank: int = 0, world_size: int = 1) -> dict[str
         progress.message(f"{'Resuming' if start_epoch else 'Starting'} fold {run.fold} at epoch {start_epoch} of "
                          f"{epochs} on {device}: {len(train)} training samples (grades {sampler.grades_present}, "
                          f"batch {sampler.batch_size}), {len(val) if val is not None else 0} validation samples, "
-                         f"{world_size} process(es), seed {seed}.")
+                         f"{world_size} process(es), seed {seed}" + (f", attempt {attempt + 1} of {tries}"
+                                                                      if attempt else "") + ".")
         if "min_fraction_in_view" in training:
             examples = f" ({', '.join(train.left_out[:3])}{', ...' if len(train.left_out) > 3 else ''})"
             progress.message(f"Left out of training: {len(train.left_out)} vertebra(e) less than "
                              f"{training['min_fraction_in_view']:.0%} in the field of view (training."
                              f"min_fraction_in_view){examples if train.left_out else ''}.")
     epoch = start_epoch
-    last_validation = None  # the validation of the last epoch run here: the final weights' outputs reuse it
+    last_validation = None  # the validation of the last epoch run here (the last epoch's plain weights)
     try:
         for epoch in range(start_epoch, epochs):
             started, learning_rate = time.perf_counter(), schedule.current_lr
             values = run_epoch(model, sampler.epoch_batches(epoch), train, augmenter, loss_function, optimizer,
-                               schedule, scaler, amp_dtype, device, training, f"epoch {epoch + 1}/{epochs}")
+                               schedule, scaler, amp_dtype, device, training, f"epoch {epoch + 1}/{epochs}",
+                               averager, raw_model, epoch * iterations)
             values = distributed.mean_over_processes(values, device)
+            collapsed = None
             if main:
                 values["learning_rate"] = learning_rate
                 summary = ", ".join(f"{k} {v:.4f}" for k, v in values.items())
@@ -221,12 +272,23 @@ def train_fold(run: TrainingRun, rank: int = 0, world_size: int = 1) -> dict[str
                 values["epoch_seconds"] = time.perf_counter() - started
                 progress.record_epoch(values)
                 if improved:
-                    save_checkpoint(run.fold_folder / "checkpoint_best.pth", payload_for(epoch))
+                    save_checkpoint(run.fold_folder / "checkpoint_best.pth", payload_for(epoch, raw_model.state_dict()))
                     summary += " (new best: optimistic for this fold, it was chosen on it)"
-                save_checkpoint(latest, payload_for(epoch))
+                save_checkpoint(latest, payload_for(epoch, raw_model.state_dict()))
                 progress.plot()
                 progress.message(f"epoch {epoch + 1}/{epochs} ({values['epoch_seconds']:.1f} s): {summary}")
+                if guarded and epoch + 1 == check_epoch:
+                    collapsed = collapse_reason(log["train_ce"], *_validation_outputs(last_validation, val),
+                                                float(training.get("collapse_min_loss_drop", 0.05)))
+            # Every process restarts together: the decision of the main process is shared.
+            shared = distributed.mean_over_processes({"collapsed": 1.0 if collapsed else 0.0}, device)
             distributed.barrier()
+            if shared["collapsed"] > 0:
+                if main:
+                    progress.message(f"COLLAPSE in fold {run.fold} after {epoch + 1} epochs: {collapsed}. "
+                                     f"Restarting with a new seed (attempt {attempt + 2} of {tries}).")
+                    print(log["lines"][-1], file=sys.stderr)
+                raise FoldCollapsed()
     except KeyboardInterrupt:
         if main:
             progress.message(f"Interrupted during epoch {epoch + 1}; checkpoint_latest holds the last completed "
@@ -234,14 +296,47 @@ def train_fold(run: TrainingRun, rank: int = 0, world_size: int = 1) -> dict[str
         raise
     if not main:
         return None
-    save_checkpoint(run.fold_folder / "checkpoint_final.pth", payload_for(epochs - 1))
+    return _finish(run, raw_model, averager, train, val, last_validation, evaluation_batch, device, progress,
+                   lambda weights: payload_for(epochs - 1, weights))
+
+
+def _validation_outputs(result: dict[str, Any] | None, val: SampleSet | None) -> tuple:
+    if result is None or val is None:
+        return None, None
+    return result["probabilities"], val.grades
+
+
+def _finish(run: TrainingRun, raw_model: torch.nn.Module, averager: WeightAverage | None, train: SampleSet,
+            val: SampleSet | None, last_validation: dict[str, Any] | None, evaluation_batch: int,
+            device: torch.device, progress: ProgressWriter, payload_for) -> dict[str, Any]:
+    """checkpoint_final (averaged weights when averaging ran) and the validation outputs of those weights."""
+    training = run.plans["training"]
+    final_network = averager.network if averager is not None and averager.started else raw_model
+    save_checkpoint(run.fold_folder / "checkpoint_final.pth", payload_for(final_network.state_dict()))
     samples, evaluated_on = (val, "validation fold") if val is not None else (train, ALL_DATA_NOTE)
-    result = last_validation if val is not None and last_validation is not None else \
-        evaluate(raw_model, samples, evaluation_batch, device, training["ce_class_weights"])
+    if final_network is raw_model and last_validation is not None:
+        result = last_validation
+    else:
+        result = evaluate(final_network, samples, evaluation_batch, device, training["ce_class_weights"])
+    metrics = result["metrics"]
+    weights = "averaged weights (EMA)" if final_network is not raw_model else "last epoch's weights"
+    metrics["final_weights"] = weights
+    if final_network is not raw_model and last_validation is not None:
+        # Kept beside the averaged weights' numbers: the paired comparison of EMA against the last epoch.
+        metrics["last_epoch_weights"] = {key: last_validation["metrics"][key]
+                                         for key in ("macro_f1", "qwk", "binary_roc_auc", "accuracy")}
+    degenerate = single_grade_reason(result["probabilities"], samples.grades)
+    if degenerate:
+        metrics["degenerate"] = degenerate
+        progress.message(f"WARNING: fold {run.fold} ended degenerate: {degenerate}. Retrain it (a new seed) "
+                         f"before using it in an ensemble.")
+        print(progress.log["lines"][-1], file=sys.stderr)
     write_validation_outputs(run.fold_folder / "validation", samples, result, evaluated_on, "checkpoint_final")
-    progress.message(f"Finished fold {run.fold}: final weights on the {evaluated_on}: macro-F1 "
-                     f"{result['metrics']['macro_f1']:.4f}, QWK {result['metrics']['qwk']}.")
-    return result["metrics"]
+    progress.message(f"Finished fold {run.fold}: final weights ({weights}) on the {evaluated_on}: macro-F1 "
+                     f"{metrics['macro_f1']:.4f}, QWK {metrics['qwk']}" +
+                     (f" (last epoch's weights: macro-F1 {metrics['last_epoch_weights']['macro_f1']:.4f})"
+                      if "last_epoch_weights" in metrics else "") + ".")
+    return metrics
 
 
 def _worker(rank: int, world_size: int, port: int, run: TrainingRun) -> None:

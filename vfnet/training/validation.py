@@ -18,8 +18,8 @@ PREDICTION_COLUMNS = ["case", "patient", "vertebra", "level", "reference", "grad
 
 
 @torch.no_grad()
-def predict_samples(model: torch.nn.Module, arrays: np.ndarray, batch_size: int,
-                    device: torch.device) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def predict_samples(model: torch.nn.Module, arrays: np.ndarray, batch_size: int, device: torch.device,
+                    morphometry: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Logits, softmax probabilities and embeddings of every sample, in order."""
     was_training = model.training
     model.eval()
@@ -27,7 +27,8 @@ def predict_samples(model: torch.nn.Module, arrays: np.ndarray, batch_size: int,
     try:
         for start in range(0, len(arrays), batch_size):
             batch = torch.from_numpy(arrays[start:start + batch_size].astype(np.float32)).to(device)
-            output = model(batch)
+            features = None if morphometry is None else torch.from_numpy(morphometry[start:start + batch_size]).to(device)
+            output = model(batch, features)
             logits.append(output["logits"].float().cpu())
             embeddings.append(output["embedding"].float().cpu())
     finally:
@@ -46,7 +47,8 @@ def weighted_ce(logits: np.ndarray, grades: np.ndarray, class_weights: Sequence[
 
 def evaluate(model: torch.nn.Module, samples: SampleSet, batch_size: int, device: torch.device,
              class_weights: Sequence[float]) -> dict[str, Any]:
-    logits, probabilities, embeddings = predict_samples(model, samples.arrays, batch_size, device)
+    logits, probabilities, embeddings = predict_samples(model, samples.arrays, batch_size, device,
+                                                         samples.morphometry)
     metrics = classification_metrics(samples.grades, probabilities)
     metrics["loss"] = weighted_ce(logits, samples.grades, class_weights)
     return {"metrics": metrics, "probabilities": probabilities, "embeddings": embeddings}
