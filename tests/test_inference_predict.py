@@ -10,6 +10,7 @@ from test_inference_ensemble import TINY_NETWORK, save_tiny_model
 from test_inference_phantom import PHANTOM_LABELS, phantom, write_phantom
 from vfnet import paths
 from vfnet.cli.predict import main
+from vfnet.dataset.format import make_dataset_json
 from vfnet.dataset.image_io import write_image
 from vfnet.fileio import write_json
 from vfnet.inference.predictor import PredictSettings, run_prediction
@@ -85,10 +86,11 @@ def test_totalsegmentator_output_beside_a_single_ct(tmp_path, model_folder):
     (tmp_path / "in").mkdir()
     write_image(sitk.DICOMOrient(ct, "RAS"), tmp_path / "in" / "ct.nii.gz")
     write_image(sitk.DICOMOrient(total_image, "RAS"), tmp_path / "in" / "totalseg_multilabel.nii.gz")
-    run = run_prediction(tmp_path / "in", tmp_path / "out", _settings(model_folder))
+    # The phantom's 22 mm level spacing reads as upper thoracic under `auto`; the point here is finding the file.
+    run = run_prediction(tmp_path / "in", tmp_path / "out", _settings(model_folder, label_format="totalsegmentator"))
     assert not run.failures
     assert [row["level"] for row in run.records[0]["vertebrae"]] == ["L1", "L2", "L3"]
-    assert "totalsegmentator" in run.records[0]["source"]["vertebrae_from"]
+    assert "TotalSegmentator v2" in run.records[0]["source"]["vertebrae_from"]
 
 
 def test_centroid_only_input(tmp_path, model_folder):
@@ -110,18 +112,93 @@ def test_centroid_only_input(tmp_path, model_folder):
     assert all(row["anterior_mm"] == "" for row in rows)  # no mask, no morphometry
 
 
-def test_bad_case_is_reported_and_the_others_predicted(tmp_path, model_folder, capsys):
-    write_phantom(tmp_path / "in", "good")
+def _bad_cases(folder, good=True):
+    if good:
+        write_phantom(folder, "good")
     ct, mask = phantom()
-    write_image(ct, tmp_path / "in" / "empty_0000.nii.gz")
-    write_image(mask * 0, tmp_path / "in" / "empty.nii.gz")
-    (tmp_path / "in" / "broken_0000.nii.gz").write_bytes(b"not an image")
-    code = main(["-i", str(tmp_path / "in"), "-o", str(tmp_path / "out"), "-d", "1", "-f", "0", "1"])
+    write_image(ct, folder / "empty_0000.nii.gz")
+    write_image(mask * 0, folder / "empty.nii.gz")
+    (folder / "broken_0000.nii.gz").write_bytes(b"not an image")
+
+
+def test_with_continue_on_error_bad_cases_are_reported_and_the_others_predicted(tmp_path, model_folder, capsys):
+    _bad_cases(tmp_path / "in")
+    code = main(["-i", str(tmp_path / "in"), "-o", str(tmp_path / "out"), "-d", "1", "-f", "0", "1",
+                 "--continue_on_error"])
     assert code == 1
     error = capsys.readouterr().err
     assert "empty.nii.gz holds no gradable vertebra" in error and "broken_0000.nii.gz" in error
+    assert error.strip().splitlines()[-1].startswith("vfnet_predict: 2 of 3 case(s) failed")
     assert {row["case"] for row in _read_csv(tmp_path / "out" / "predictions.csv")} == {"good"}
+    assert {row["case"] for row in _read_csv(tmp_path / "out" / "failures.csv")} == {"broken", "empty"}
     assert not (tmp_path / "out" / "empty.json").exists()
+    # Fixed inputs: the rerun succeeds and the stale failures.csv goes.
+    for name in ("empty_0000.nii.gz", "empty.nii.gz", "broken_0000.nii.gz"):
+        (tmp_path / "in" / name).unlink()
+    assert main(["-i", str(tmp_path / "in"), "-o", str(tmp_path / "out"), "-d", "1", "-f", "0", "1"]) == 0
+    assert not (tmp_path / "out" / "failures.csv").exists()
+
+
+def test_by_default_the_first_failing_case_stops_the_run(tmp_path, model_folder, capsys):
+    _bad_cases(tmp_path / "in")
+    assert main_cli(["-i", str(tmp_path / "in"), "-o", str(tmp_path / "out"), "-d", "1", "-f", "0", "1"]) == 1
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert last.startswith("vfnet_predict: error: case broken failed") and "--continue_on_error" in last
+    assert "broken_0000.nii.gz" in last and "Traceback" not in last
+    assert not (tmp_path / "out" / "predictions.csv").exists()
+
+
+def test_nothing_predicted_is_an_error_and_leaves_no_empty_table(tmp_path, model_folder, capsys):
+    _bad_cases(tmp_path / "in", good=False)
+    code = main_cli(["-i", str(tmp_path / "in"), "-o", str(tmp_path / "out"), "-d", "1", "-f", "0", "1",
+                     "--continue_on_error"])
+    assert code == 1
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "nothing was predicted: all 2 case(s) failed" in last and "failures.csv" in last
+    assert not (tmp_path / "out" / "predictions.csv").exists() and (tmp_path / "out" / "failures.csv").is_file()
+
+
+def test_case_json_lists_labels_not_predicted_resampling_and_levels_the_model_never_saw(tmp_path, model_folder,
+                                                                                           capsys):
+    ct, mask = phantom()
+    array = sitk.GetArrayFromImage(mask)
+    array[1:3, 5:15, 6:18] = 26                       # an S1 below L3
+    coarse = sitk.GetImageFromArray(array)
+    coarse.CopyInformation(mask)
+    coarse = sitk.Resample(coarse, [n // 2 for n in mask.GetSize()], sitk.Transform(), sitk.sitkNearestNeighbor,
+                           mask.GetOrigin(), [4.0, 4.0, 4.0], mask.GetDirection(), 0, sitk.sitkUInt8)
+    (tmp_path / "in").mkdir()
+    write_image(ct, tmp_path / "in" / "case_0000.nii.gz")
+    write_image(coarse, tmp_path / "in" / "case.nii.gz")
+    write_json(model_folder / "dataset.json",   # the copy vfnet_train leaves: this model saw L1 and L2 only
+               make_dataset_json("Dataset001_Tiny", [{"case": "x", "patient": "p", "vertebrae": {20: 0, 21: 1}}]))
+    assert main(["-i", str(tmp_path / "in"), "-o", str(tmp_path / "out"), "-d", "1", "-f", "0", "1"]) == 0
+    record = json.loads((tmp_path / "out" / "case.json").read_text())
+    assert [row["level"] for row in record["vertebrae"]] == ["L1", "L2"]
+    reasons = {entry["structure"]: entry["reason"] for entry in record["not_predicted"]}
+    assert reasons["S1"].startswith("S1 is sacral") and reasons["L3"] == "the model was trained on L1-L2 only"
+    assert record["source"]["mask_resampled"] is True and "resampled" in record["source"]["notes"][0]
+    output = capsys.readouterr().out
+    assert "case: note: mask case.nii.gz is on another voxel grid than the CT" in output
+    assert "case: not predicted: S1 (S1 is sacral" in output and "L3 (the model was trained on L1-L2 only)" in output
+
+
+def test_the_cut_note_gives_the_rule_that_fired(tmp_path, model_folder):
+    ct, mask = phantom()
+    array = sitk.GetArrayFromImage(mask)
+    array[-2:, 5:15, 6:18] = 19     # a T12 whose mask reaches the top slice; its body box is mostly in view
+    cut = sitk.GetImageFromArray(array)
+    cut.CopyInformation(mask)
+    (tmp_path / "in").mkdir()
+    write_image(ct, tmp_path / "in" / "case_0000.nii.gz")
+    write_image(cut, tmp_path / "in" / "case.nii.gz")
+    run = run_prediction(tmp_path / "in", tmp_path / "out", _settings(model_folder))
+    rows = {row["level"]: row for row in run.records[0]["vertebrae"]}
+    t12 = rows["T12"]
+    assert t12["cut_by_field_of_view"] and t12["note"].startswith("cut by the field of view")
+    assert "reaches the first or last slice" in t12["note"] or "of its typical body box is inside" in t12["note"]
+    assert f"{t12['fraction_in_view']:.0%}" in t12["note"]
+    assert not rows["L2"]["cut_by_field_of_view"] and "field of view" not in rows["L2"]["note"]
 
 
 def test_missing_fold_is_a_clear_error(tmp_path, model_folder, capsys):

@@ -75,9 +75,9 @@ def test_a_vertebra_cut_by_the_scan_edge_is_flagged(reference):
     size = list(ct.GetSize())
     cut_ct = sitk.RegionOfInterest(ct, [size[0], size[1], 14], [0, 0, 0])
     cut_mask = sitk.RegionOfInterest(mask, [size[0], size[1], 14], [0, 0, 0])
-    properties = preprocess_case(cut_ct, cut_mask, None, [20], PLAN)[20][1]
+    properties = preprocess_case(cut_ct, cut_mask, None, [22], PLAN)[22][1]   # L3, the lowest
     assert properties["fraction_in_view"] < 0.9
-    whole = preprocess_case(ct, mask, None, [20], PLAN)[20][1]
+    whole = preprocess_case(ct, mask, None, [22], PLAN)[22][1]
     assert whole["fraction_in_view"] == 1.0
 
 

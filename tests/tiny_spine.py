@@ -14,7 +14,7 @@ from vfnet.dataset.image_io import write_image
 
 SPACING_XYZ = (1.6, 1.6, 2.0)
 SIZE_XYZ = (48, 48, 52)
-LABELS = (20, 21, 22)          # L1-L3, bottom to top in z index order
+LABELS = (20, 21, 22)          # L1-L3; in the phantom L3 is lowest in z and L1 on top, as in a patient
 
 
 def phantom(grades: dict[int, int], spacing_xyz=SPACING_XYZ, size_xyz=SIZE_XYZ,
@@ -29,7 +29,7 @@ def phantom(grades: dict[int, int], spacing_xyz=SPACING_XYZ, size_xyz=SIZE_XYZ,
     z_mm = np.arange(nz) * sz
     y_mm = np.arange(ny) * sy
     x_mm = np.arange(nx) * sx
-    for index, label in enumerate(sorted(grades)):
+    for index, label in enumerate(sorted(grades, reverse=True)):   # caudal (higher id) first, at low z
         z_low = 8.0 + index * 32.0
         height = 24.0
         for k, z in enumerate(z_mm):

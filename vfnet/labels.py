@@ -17,11 +17,21 @@ LEVEL_TO_VERSE: dict[str, int] = {name: label for label, name in VERSE_LEVELS.it
 # Labels of vertebrae that can be graded (not sacrum or coccyx).
 GRADABLE_LABELS = frozenset(label for label in VERSE_LEVELS if label not in (26, 27))
 
-# TotalSegmentator v2 "total" task: 26 = S1 (sacrum), 27 = L5 ... 31 = L1, 32 = T12 ... 43 = T1, 44 = C7 ... 50 = C1.
+# TotalSegmentator v2 "total" task (2.x): 25 = sacrum, 26 = S1, 27 = L5 ... 31 = L1, 32 = T12 ... 43 = T1,
+# 44 = C7 ... 50 = C1.
 TOTALSEGMENTATOR_TO_VERSE: dict[int, int] = {26: 26}
 TOTALSEGMENTATOR_TO_VERSE.update({27 + i: 24 - i for i in range(5)})  # 27 L5 -> 24 ... 31 L1 -> 20
 TOTALSEGMENTATOR_TO_VERSE.update({32 + i: 19 - i for i in range(12)})  # 32 T12 -> 19 ... 43 T1 -> 8
 TOTALSEGMENTATOR_TO_VERSE.update({44 + i: 7 - i for i in range(7)})  # 44 C7 -> 7 ... 50 C1 -> 1
+
+# TotalSegmentator v1 "total" task (1.x; "total_v1" in its class map): 18 = L5 ... 22 = L1, 23 = T12 ... 34 = T1,
+# 35 = C7 ... 41 = C1, 92 = sacrum; there is no S1. The same id names another level in v2 (v1's 27 is T8).
+TOTALSEGMENTATOR_V1_TO_VERSE: dict[int, int] = {18 + i: 24 - i for i in range(5)}   # 18 L5 -> 24 ... 22 L1 -> 20
+TOTALSEGMENTATOR_V1_TO_VERSE.update({23 + i: 19 - i for i in range(12)})  # 23 T12 -> 19 ... 34 T1 -> 8
+TOTALSEGMENTATOR_V1_TO_VERSE.update({35 + i: 7 - i for i in range(7)})    # 35 C7 -> 7 ... 41 C1 -> 1
+TOTALSEGMENTATOR_SACRUM = {"v1": 92, "v2": 25}
+TOTALSEGMENTATOR_V2_SPINAL_CORD = 79
+TOTALSEGMENTATOR_MAX_ID = {"v1": 104, "v2": 117}
 
 # TotalSegmentator's per-structure files: vertebrae_L1.nii.gz etc.
 TOTALSEGMENTATOR_FILE_TO_VERSE: dict[str, int] = {

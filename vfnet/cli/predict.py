@@ -36,10 +36,15 @@ def build_parser() -> argparse.ArgumentParser:
     sources.add_argument("--masks", type=Path, help="folder (or file, for one CT) of vertebra masks")
     sources.add_argument("--centroids", type=Path, help="folder (or file, for one CT) of VerSe centroid JSONs")
     parser.add_argument("--label_format", choices=LABEL_FORMATS, default="auto",
-                        help="mask label ids: VerSe, TotalSegmentator v2 'total', or auto-detect (default)")
+                        help="mask label ids: verse, totalsegmentator_v2 (TotalSegmentator 2.x 'total'; "
+                             "'totalsegmentator' means the same), totalsegmentator_v1 (1.x), or auto (default: "
+                             "detected from the mask; an ambiguous mask stops and asks for this option)")
     parser.add_argument("--disable_tta", action="store_true", help="no left-right mirroring at test time")
     parser.add_argument("-device", default="cpu", choices=("cpu", "cuda", "mps"), help="device (default cpu)")
     parser.add_argument("--overwrite", action="store_true", help="recompute cases whose outputs already exist")
+    parser.add_argument("--continue_on_error", action="store_true",
+                        help="keep going when a case fails; failed cases are listed at the end and in "
+                             "OUT/failures.csv, and the exit code is still 1")
     add_debug_flag(parser)
     return parser
 
@@ -75,13 +80,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     settings = PredictSettings(model_folder=model_folder_from_args(args), folds=parse_folds(args.folds),
                                checkpoint_name=args.checkpoint, mirror=not args.disable_tta, device=args.device,
                                label_format=args.label_format, masks=args.masks, centroids=args.centroids,
-                               overwrite=args.overwrite)
+                               overwrite=args.overwrite, continue_on_error=args.continue_on_error)
     run = run_prediction(args.input, args.output, settings)
+    total = len(run.records) + len(run.failures)
+    failures = args.output / "failures.csv"
+    if not run.records:
+        raise VfnetError(f"nothing was predicted: all {total} case(s) failed (listed in {failures}); no "
+                         f"predictions.csv was written.")
     print(f"{len(run.records)} case(s) predicted ({len(run.reused)} reused from an earlier run) -> "
           f"{args.output / 'predictions.csv'}")
     if run.failures:
-        print(f"{len(run.failures)} case(s) failed: " + "; ".join(f"{case}: {message}" for case, message
-                                                                  in run.failures.items()), file=sys.stderr)
+        print(f"vfnet_predict: {len(run.failures)} of {total} case(s) failed and are not in predictions.csv "
+              f"(listed above and in {failures}): {', '.join(run.failures)}.", file=sys.stderr)
         return 1
     return 0
 

@@ -1,25 +1,29 @@
 """Where a case's vertebrae come from: a VerSe/nnU-Net mask, TotalSegmentator output, or VerSe centroids.
 
-Everything is turned into VerSe ids (`vfnet.labels`) here, so the rest of the predictor sees one convention.
+Everything is turned into VerSe ids (`vfnet.labels`) here, so the rest of the predictor sees one convention; which
+convention a mask file uses is decided by `label_formats.py`. Every mask label that will not be graded is listed
+with its reason, and a mask resampled onto its CT's grid says so.
 Mask files looked up for case `<case>` in the masks folder:
   `<case>.nii.gz`, `<case>_seg-vert_msk.nii.gz`, `<case>_seg.nii.gz` (any image ending), or a folder `<case>/`
   of TotalSegmentator per-structure files `vertebrae_L1.nii.gz` ...; centroid files `<case>_ctd.json`,
   `<case>_seg-subreg_ctd.json` or `<case>.json`.
 """
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import SimpleITK as sitk
 
 from vfnet.dataset.image_io import read_centroids, read_image
-from vfnet.preprocessing.crop import canonical_axis_order
 from vfnet.errors import VfnetError
 from vfnet.inference.inputs import IMAGE_ENDINGS, looks_like_mask, split_image_name
-from vfnet.labels import (GRADABLE_LABELS, TOTALSEGMENTATOR_FILE_TO_VERSE, TOTALSEGMENTATOR_TO_VERSE,
-                          VERSE_LEVELS)
+from vfnet.inference.label_formats import ALIASES, FORMATS, LABEL_FORMATS, choose_label_format
+from vfnet.labels import GRADABLE_LABELS, TOTALSEGMENTATOR_FILE_TO_VERSE, level_name
+from vfnet.preprocessing.crop import canonical_axis_order
 
-LABEL_FORMATS = ("auto", "verse", "totalsegmentator")
+__all__ = ["LABEL_FORMATS", "VertebraSource", "find_mask", "find_centroids", "load_mask_source",
+           "load_centroid_source", "sole_mask_like_file"]
+NOT_GRADED = {26: "S1 is sacral: Genant grading covers C1-L5", 27: "the coccyx is not graded"}
 MASK_SUFFIXES = ("", "_seg-vert_msk", "_seg")
 CENTROID_NAMES = ("{case}_ctd.json", "{case}_seg-subreg_ctd.json", "{case}.json")
 
@@ -31,6 +35,9 @@ class VertebraSource:
     labels: list[int]                         # gradable VerSe labels present, sorted
     cut_labels: set[int]                      # labels whose mask touches the scan's cranio-caudal border
     description: str                          # where the vertebrae came from, in words, for the user
+    not_predicted: list[dict] = field(default_factory=list)   # {"label", "structure", "reason"} per skipped label
+    notes: list[str] = field(default_factory=list)            # e.g. the mask was resampled onto the CT grid
+    mask_resampled: bool = False
 
 
 def find_mask(case_id: str, masks: Path, exclude: Path | None = None) -> Path | None:
@@ -66,72 +73,92 @@ def find_centroids(case_id: str, folder: Path) -> Path | None:
     return None
 
 
-def detect_label_format(ids: set[int]) -> str:
-    """TotalSegmentator's `total` ids reach 50 (C1); VerSe ids stop at 28 (T13)."""
-    return "totalsegmentator" if any(i > max(VERSE_LEVELS) for i in ids) else "verse"
-
-
 def load_mask_source(path: Path, image: sitk.Image, label_format: str) -> VertebraSource:
     """Read a mask (file or per-structure folder), map it to VerSe ids on the CT grid, list its vertebrae."""
     if path.is_dir():
-        mask, chosen = _merge_structure_folder(path, image), "totalsegmentator per-structure folder"
+        mask, resampled, not_predicted = _merge_structure_folder(path, image)
+        chosen = "totalsegmentator per-structure folder"
     else:
-        mask, chosen = _to_verse(read_image(path, "mask"), image, path, label_format)
+        mask, resampled, not_predicted, chosen = _to_verse(read_image(path, "mask"), image, path, label_format)
     labels = _present_labels(mask)
     if not labels:
         raise VfnetError(f"Mask {path} holds no gradable vertebra (VerSe ids 1-25 or 28 after mapping as "
                          f"{chosen}).")
+    notes = [f"mask {path.name if resampled is True else resampled} is on another voxel grid than the CT; it was "
+             f"resampled onto the CT grid (nearest neighbour)"] if resampled else []
     return VertebraSource(mask, None, labels, _touching_cranio_caudal_border(mask, labels),
-                          f"{path} ({chosen} labels)")
+                          f"{path} ({chosen} labels)", not_predicted, notes, bool(resampled))
 
 
 def load_centroid_source(path: Path, image: sitk.Image, label_format: str) -> VertebraSource:
     centroids = read_centroids(path, image)
-    if label_format == "totalsegmentator":
-        centroids = {TOTALSEGMENTATOR_TO_VERSE[i]: p for i, p in centroids.items() if i in TOTALSEGMENTATOR_TO_VERSE}
-    unknown = sorted(set(centroids) - set(VERSE_LEVELS))
+    form = FORMATS[ALIASES.get(label_format, label_format)] if label_format != "auto" else FORMATS["verse"]
+    unknown = sorted(set(centroids) - set(form.to_verse))
     if unknown:
-        raise VfnetError(f"Centroid file {path} has labels {unknown} that are not VerSe vertebra ids.")
+        raise VfnetError(f"Centroid file {path} has labels {unknown} that are not {form.title} vertebra ids; "
+                         f"pass the file's convention with --label_format.")
+    centroids = {form.to_verse[i]: point for i, point in centroids.items()}
     labels = sorted(label for label in centroids if label in GRADABLE_LABELS)
     if not labels:
         raise VfnetError(f"Centroid file {path} lists no gradable vertebra.")
-    return VertebraSource(None, centroids, labels, set(), f"{path} (VerSe centroids)")
+    not_predicted = [_skipped(label, level_name(label), NOT_GRADED[label]) for label in sorted(centroids)
+                     if label in NOT_GRADED]
+    return VertebraSource(None, centroids, labels, set(), f"{path} ({form.title} centroids)", not_predicted)
 
 
-def _to_verse(mask: sitk.Image, image: sitk.Image, path: Path, label_format: str) -> tuple[sitk.Image, str]:
-    mask = _on_image_grid(mask, image, path)
-    array = sitk.GetArrayViewFromImage(mask)
-    if np.issubdtype(array.dtype, np.floating) and not np.all(np.mod(array, 1) == 0):
+def _to_verse(mask: sitk.Image, image: sitk.Image, path: Path,
+              label_format: str) -> tuple[sitk.Image, bool, list[dict], str]:
+    """(mask in VerSe ids on the CT grid, whether it was resampled, labels not graded, convention in words)."""
+    values = sitk.GetArrayViewFromImage(mask)
+    if np.issubdtype(values.dtype, np.floating) and not np.all(np.mod(values, 1) == 0):
         raise VfnetError(f"Mask {path} holds non-integer values; a label image is required.")
+    form, how = choose_label_format(mask, path, label_format)
+    mask, resampled = _on_image_grid(mask, image, path)
+    array = sitk.GetArrayViewFromImage(mask)
     ids = set(np.unique(array).astype(np.int64).tolist()) - {0}
-    chosen = detect_label_format(ids) if label_format == "auto" else label_format
-    if chosen == "verse":
-        unknown = sorted(ids - set(VERSE_LEVELS))
-        if unknown:
-            raise VfnetError(f"Mask {path} has labels {unknown[:10]} that are not VerSe vertebra ids (1-28); "
-                             f"use --label_format totalsegmentator for TotalSegmentator output.")
-        table = {i: i for i in ids}
-    else:
-        table = {i: TOTALSEGMENTATOR_TO_VERSE[i] for i in ids if i in TOTALSEGMENTATOR_TO_VERSE}
+    unknown = sorted(i for i in ids if not 1 <= i <= form.max_id)
+    if unknown:
+        hint = ("use --label_format totalsegmentator_v2 (or _v1) for TotalSegmentator output" if form.name == "verse"
+                else "check --label_format")
+        raise VfnetError(f"Mask {path} has labels {unknown[:10]} that are not {form.title} ids (1-{form.max_id}); "
+                         f"{hint}.")
     lookup = np.zeros(max(ids, default=0) + 1, dtype=np.uint8)
-    for source_id, verse_id in table.items():
-        lookup[source_id] = verse_id
+    not_predicted = []
+    for source_id in sorted(ids):
+        verse_id = form.to_verse.get(source_id)
+        if verse_id is not None:
+            lookup[source_id] = verse_id
+        if verse_id is None or verse_id in NOT_GRADED:
+            reason = NOT_GRADED[verse_id] if verse_id is not None else "not a vertebra"
+            not_predicted.append(_skipped(source_id, form.structure(source_id), reason))
     mapped = sitk.GetImageFromArray(lookup[np.clip(array.astype(np.int64), 0, None)])
     mapped.CopyInformation(image)
-    return mapped, ("chosen automatically: " + chosen) if label_format == "auto" else chosen
+    return mapped, resampled, not_predicted, f"{form.title}, {how}"
 
 
-def _merge_structure_folder(folder: Path, image: sitk.Image) -> sitk.Image:
+def _skipped(label: int, structure: str, reason: str) -> dict:
+    return {"label": int(label), "structure": structure, "reason": reason}
+
+
+def _merge_structure_folder(folder: Path, image: sitk.Image) -> tuple[sitk.Image, str | bool, list[dict]]:
+    """One VerSe-id mask from TotalSegmentator's per-structure files (the file name is the structure)."""
     merged = np.zeros(sitk.GetArrayViewFromImage(image).shape, dtype=np.uint8)
+    resampled: list[str] = []
+    not_predicted = []
     for path in sorted(folder.iterdir()):
         parts = split_image_name(path.name)
-        if parts is None or parts[0] not in TOTALSEGMENTATOR_FILE_TO_VERSE:
+        if parts is None:
             continue
-        structure = _on_image_grid(read_image(path, "mask"), image, path)
-        merged[sitk.GetArrayViewFromImage(structure) > 0] = TOTALSEGMENTATOR_FILE_TO_VERSE[parts[0]]
+        label = TOTALSEGMENTATOR_FILE_TO_VERSE.get(parts[0])
+        if label is None or label in NOT_GRADED:
+            not_predicted.append(_skipped(label or 0, parts[0], NOT_GRADED.get(label, "not a vertebra")))
+            continue
+        structure, was_resampled = _on_image_grid(read_image(path, "mask"), image, path)
+        resampled += [path.name] if was_resampled else []
+        merged[sitk.GetArrayViewFromImage(structure) > 0] = label
     result = sitk.GetImageFromArray(merged)
     result.CopyInformation(image)
-    return result
+    return result, (", ".join(resampled) if resampled else False), not_predicted
 
 
 def _is_structure_folder(folder: Path) -> bool:
@@ -139,8 +166,9 @@ def _is_structure_folder(folder: Path) -> bool:
                                    for p in folder.iterdir())
 
 
-def _on_image_grid(mask: sitk.Image, image: sitk.Image, path: Path) -> sitk.Image:
-    """The mask on the CT's voxel grid: same grid within rounding, or resampled (nearest neighbour) if it overlaps."""
+def _on_image_grid(mask: sitk.Image, image: sitk.Image, path: Path) -> tuple[sitk.Image, bool]:
+    """(The mask on the CT's voxel grid, whether it had to be resampled): same grid within rounding, or resampled
+    with nearest neighbour if it overlaps the CT."""
     tolerance = 1e-3 * min(image.GetSpacing())
     same_grid = (mask.GetSize() == image.GetSize()
                  and np.allclose(mask.GetSpacing(), image.GetSpacing(), atol=tolerance)
@@ -149,11 +177,11 @@ def _on_image_grid(mask: sitk.Image, image: sitk.Image, path: Path) -> sitk.Imag
     if same_grid:
         mask = sitk.Image(mask)
         mask.CopyInformation(image)
-        return mask
+        return mask, False
     resampled = sitk.Resample(mask, image, sitk.Transform(), sitk.sitkNearestNeighbor, 0, mask.GetPixelID())
     if not sitk.GetArrayViewFromImage(resampled).any():
         raise VfnetError(f"Mask {path} does not overlap its CT: their geometries (origin, spacing, direction) differ.")
-    return resampled
+    return resampled, True
 
 
 def _present_labels(mask: sitk.Image) -> list[int]:
