@@ -126,9 +126,11 @@ def test_predict_reports_a_broken_ct_and_keeps_the_good_ones(folders, tmp_path, 
     truncated_image_file = inputs / f"{FIRST_CASE}_0000.nii.gz"
     truncated_image_file.write_bytes(truncated_image_file.read_bytes()[:400])
     code, stderr = run_in_process("vfnet_predict", predict.main,
-                                  ["-i", str(inputs), "-o", str(tmp_path / "out"), "-d", "901", "-f", "0"], capsys)
+                                  ["-i", str(inputs), "-o", str(tmp_path / "out"), "-d", "901", "-f", "0",
+                                   "--continue_on_error"], capsys)
     assert code == 1 and "Traceback" not in stderr and truncated_image_file.name in stderr and "truncated" in stderr
     assert (tmp_path / "out" / "tiny010.json").is_file() and not (tmp_path / "out" / f"{FIRST_CASE}.json").exists()
+    assert FIRST_CASE in (tmp_path / "out" / "failures.csv").read_text()
     assert not leftovers(tmp_path / "out")
 
 

@@ -49,6 +49,11 @@ def test_totalsegmentator_example(shared_data, tmp_path, model_folder):
     assert "totalsegmentator" in record["source"]["vertebrae_from"]
     # T11 and, by the border rule, T12 (its mask reaches the top slice) are flagged; the lumbar spine is whole.
     assert "T11" in record["unreliable_levels"] and not {"L1", "L2", "L3", "L4", "L5"} & set(record["unreliable_levels"])
+    # The T12 note says which rule fired, so it agrees with its fraction_in_view of 1.0.
+    assert rows["T12"]["note"].startswith(f"{CUT_NOTE} (its mask reaches the first or last slice") and \
+        "typical body box is 100% inside" in rows["T12"]["note"]
+    assert "TotalSegmentator v2" in record["source"]["vertebrae_from"]
+    assert [entry["structure"] for entry in record["not_predicted"]] == ["S1"]
 
 
 def test_tptbox_sample_with_cut_neighbours(shared_data, tmp_path, model_folder):
