@@ -96,7 +96,7 @@ def convert(args: argparse.Namespace) -> dict:
             if not is_safe_case_id(case_id):
                 writer.skip_subject(repr(case_id), "case id is not a safe file name (letters, digits, '.', '_', '-')")
                 continue
-            sources = {(row["image"], row["mask"], row.get("patient") or case_id) for _, row in case_rows}
+            sources = {(row["image"], row["mask"], row.get("patient") or None) for _, row in case_rows}
             if len(sources) > 1:
                 writer.skip_subject(case_id, "its rows name different image, mask or patient values")
                 continue

@@ -116,7 +116,7 @@ def convert(args: argparse.Namespace) -> dict:
             except VfnetError as error:
                 writer.skip_subject(str(ct_name), str(error))
                 continue
-            writer.add_case(case_id, patient or case_id, files, grades)
+            writer.add_case(case_id, patient, files, grades)
         return writer.finish()
 
 

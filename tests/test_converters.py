@@ -124,6 +124,7 @@ def test_verse_converter(tmp_path, vfnet_folders, capsys):
     assert "not in the grade table" in skipped["sub-verse006"]
     printed = capsys.readouterr().out
     assert "4 case(s) of 3 patient(s), 7 graded vertebrae" in printed and "1 x foreign material (x)" in printed
+    assert "no patient id" not in printed   # VerSe names the subject: no warning
     assert raw_listing(vfnet_folders) == ["Dataset003_VerSe"]
 
 
@@ -186,7 +187,7 @@ def test_phantom_verse_converts_completely(shared_data, vfnet_folders):
 
 # ---------------------------------------------------------------- the paper's dataset
 
-def test_paper_dataset_converter(tmp_path, vfnet_folders):
+def test_paper_dataset_converter(tmp_path, vfnet_folders, capsys):
     source = tmp_path / "paper"
     write_pair(source / "ct" / "case01.nii.gz", source / "masks" / "case01.nii.gz", (20, 21))
     write_pair(source / "ct" / "case02.nii.gz", source / "ct" / "case02_seg.nii.gz", (19, 20))
@@ -205,7 +206,9 @@ def test_paper_dataset_converter(tmp_path, vfnet_folders):
     assert entries["case01"]["vertebrae"] == {"20": 0, "21": 2}
     assert entries["case02"]["vertebrae"] == {"19": 1, "20": 3}
     assert entries["case03"]["patient"] == "p01"
+    assert "Warning: 2 of 3 case(s) have no patient id" in capsys.readouterr().out
     summary = json.loads((folder / "conversion_summary.json").read_text())
+    assert summary["cases_without_patient"] == 2
     assert summary["skipped_subjects"] == {"ct/case04.nii.gz": "no mask file found for this CT"}
     assert summary["skipped_vertebrae"] == [{"case": "case01", "vertebra": "L3", "reason": "grade '5' is not 0-3"}]
     assert verify_dataset(folder) == []
@@ -220,7 +223,7 @@ def test_paper_dataset_bad_yaml(tmp_path, vfnet_folders):
 
 # ---------------------------------------------------------------- CSV
 
-def test_csv_converter(tmp_path, vfnet_folders):
+def test_csv_converter(tmp_path, vfnet_folders, capsys):
     write_pair(tmp_path / "data" / "a_ct.nii.gz", tmp_path / "data" / "a_seg.nii.gz", (20, 21))
     write_pair(tmp_path / "abs" / "b_ct.nii.gz", tmp_path / "abs" / "b_seg.nii.gz", (20, 21))
     write_pair(tmp_path / "data" / "c_ct.nii.gz", tmp_path / "unused_c.nii.gz", (20,))
@@ -244,6 +247,8 @@ def test_csv_converter(tmp_path, vfnet_folders):
     assert set(entries) == {"a", "b", "c"}
     assert entries["a"]["vertebrae"] == {"20": 0, "21": 2} and entries["b"]["patient"] == "p1"
     assert entries["c"]["patient"] == "c" and (folder / "labelsTr" / "c_ctd.json").is_file()
+    printed = capsys.readouterr().out
+    assert "Warning: 1 of 3 case(s) have no patient id" in printed and "repeat scans" in printed
     summary = json.loads((folder / "conversion_summary.json").read_text())
     assert "not a safe file name" in summary["skipped_subjects"]["'../evil'"]
     assert "does not exist" in summary["skipped_subjects"]["d"]

@@ -122,6 +122,7 @@ class RawDatasetWriter:
         self.entries: list[dict[str, Any]] = []
         self.skipped_subjects: dict[str, str] = {}
         self.skipped_vertebrae: list[dict[str, Any]] = []
+        self.cases_without_patient: list[str] = []
         self._refuse_existing()
 
     def __enter__(self) -> "RawDatasetWriter":
@@ -147,9 +148,11 @@ class RawDatasetWriter:
     def skip_vertebra(self, case_id: str, vertebra: str | int, reason: str) -> None:
         self.skipped_vertebrae.append({"case": case_id, "vertebra": str(vertebra), "reason": reason})
 
-    def add_case(self, case_id: str, patient: str, files: CaseFiles, grades: dict[int, int],
+    def add_case(self, case_id: str, patient: str | None, files: CaseFiles, grades: dict[int, int],
                  extra: dict[str, Any] | None = None) -> bool:
-        """Store a case whose graded vertebrae are all in its mask; returns False (and records why) otherwise."""
+        """Store a case whose graded vertebrae are all in its mask; returns False (and records why) otherwise.
+
+        Without a patient id the case is its own patient (and counted, so the summary can warn)."""
         if not is_safe_case_id(case_id):
             self.skip_subject(str(case_id), "case id is not a safe file name (letters, digits, '.', '_', '-')")
             return False
@@ -171,7 +174,10 @@ class RawDatasetWriter:
         else:
             with atomic_path(centroid_path(self.staging, case_id), suffix=CENTROID_SUFFIX) as temporary:
                 shutil.copyfile(files.centroid_source, temporary)
-        self.entries.append({"case": case_id, "patient": patient, "vertebrae": kept, **(extra or {})})
+        if patient is None:
+            self.cases_without_patient.append(case_id)
+        self.entries.append({"case": case_id, "patient": patient if patient is not None else case_id,
+                             "vertebrae": kept, **(extra or {})})
         return True
 
     @staticmethod
@@ -194,6 +200,7 @@ class RawDatasetWriter:
             "skipped_subjects": dict(sorted(self.skipped_subjects.items())),
             "skipped_vertebrae_by_reason": dict(Counter(item["reason"] for item in self.skipped_vertebrae)),
             "skipped_vertebrae": self.skipped_vertebrae,
+            "cases_without_patient": len(self.cases_without_patient),
         }
 
     def finish(self) -> dict[str, Any]:
@@ -230,4 +237,12 @@ def format_summary(summary: dict[str, Any]) -> str:
     if summary["skipped_vertebrae_by_reason"]:
         lines.append("Vertebrae not converted, by reason:")
         lines += [f"  {count} x {reason}" for reason, count in summary["skipped_vertebrae_by_reason"].items()]
+    lines += [patient_warning(summary["cases_without_patient"], summary["cases"])] \
+        if summary.get("cases_without_patient") else []
     return "\n".join(lines)
+
+
+def patient_warning(without: int, cases: int) -> str:
+    return (f"Warning: {without} of {cases} case(s) have no patient id, so each is taken as its own patient: the "
+            f"cross-validation folds then group by case, and repeat scans of one patient would leak between "
+            f"training and validation. Give patient ids where a patient has several scans.")
