@@ -26,8 +26,9 @@ setup(
     packages=find_packages(include=["vfnet", "vfnet.*"]),
     install_requires=[
         # Install the pinned CPU wheel first (`pip install torch==2.13.0`); this range accepts it, so pip
-        # never pulls a multi-GB CUDA build on its own.
-        "torch>=2.1,<2.15",
+        # never pulls a multi-GB CUDA build on its own. The range is what the tests run on: 2.13 (CI) and 2.11
+        # (the GPU machine); the code uses the torch.amp GradScaler API of recent releases.
+        "torch>=2.11,<2.15",
         "batchgenerators>=0.25",
         "SimpleITK>=2.2",
         "numpy>=1.24",
