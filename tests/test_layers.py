@@ -10,7 +10,7 @@ LOWER = ("model", "dataset", "paths", "fileio", "errors", "labels")
 
 
 def _imports(path: Path) -> set[str]:
-    tree = ast.parse(path.read_text(), str(path))
+    tree = ast.parse(path.read_text(encoding="utf-8", errors="replace"), str(path))
     names = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
