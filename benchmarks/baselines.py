@@ -8,7 +8,6 @@ from typing import Any
 import numpy as np
 import torch
 
-from vfnet.evaluation.morphometry import body_heights
 from vfnet.training.augmentation import BatchAugmenter
 from vfnet.training.data import load_fold
 from vfnet.training.sampler import BalancedBatchSampler
@@ -67,8 +66,8 @@ def morphometry_fold(dataset_folder: Path, plans: dict[str, Any], fold: int) -> 
     """Morphometric grade of every validation crop (one-hot 'probabilities'); unmeasurable crops count as grade 0."""
     _, val = load_fold(dataset_folder, plans, fold)
     rows, unmeasured = [], 0
-    for sample, props, grade, array in zip(val.ids, val.properties, val.grades, val.arrays):
-        heights = body_heights(array[-1].astype(np.float32) > 0.5, tuple(props["spacing"]))
+    for sample, props, grade in zip(val.ids, val.properties, val.grades):
+        heights = props.get("morphometry") or {}   # measured at preprocessing (vfnet.morphometry)
         predicted = heights.get("morphometric_grade")
         if predicted is None:
             unmeasured += 1

@@ -23,7 +23,7 @@ class ConstantLogits(torch.nn.Module):
         super().__init__()
         self.logits = torch.tensor(logits, dtype=torch.float32)
 
-    def forward(self, x):
+    def forward(self, x, morphometry=None):
         return {"logits": self.logits.expand(x.shape[0], -1)}
 
 

@@ -67,8 +67,8 @@ def test_prediction_is_identical_in_lps_ras_and_pir(tmp_path, model_folder):
     np.testing.assert_allclose(probabilities["pir"], probabilities["lps"], atol=1e-4)
     rows = _read_csv(tmp_path / "out" / "predictions.csv")
     assert [(row["case"], row["level"]) for row in rows[:3]] == [("lps", "L1"), ("lps", "L2"), ("lps", "L3")]
-    # Each phantom body is 8 slices of 2 mm tall and whole: measured, not flagged as cut.
-    assert all(float(row["anterior_mm"]) == 16.0 and "field of view" not in row["note"] for row in rows)
+    # Each phantom body is 8 slices of 2 mm tall and whole: measured (within a quarter voxel), not flagged as cut.
+    assert all(abs(float(row["anterior_mm"]) - 16.0) <= 0.5 and "field of view" not in row["note"] for row in rows)
     assert len(_read_csv(tmp_path / "out" / "patients.csv")) == 3
     record = json.loads((tmp_path / "out" / "pir.json").read_text())
     assert record["source"]["orientation"] == "PIR" and len(record["vertebrae"]) == 3

@@ -1,81 +1,111 @@
-"""Morphometry on synthetic vertebra masks with known body heights (body + canal gap + posterior arch)."""
+"""Body morphometry on synthetic spines of known heights: tilted, wedged, crushed, with imperfect masks."""
 import math
 
 import numpy as np
 import pytest
+import SimpleITK as sitk
 
-from vfnet.evaluation.morphometry import body_heights, grade_from_height_loss
+from vfnet.morphometry.frame import cranio_caudal_axis, local_frame
+from vfnet.morphometry.genant import (FEATURE_NAMES, feature_vector, grade_from_height_loss, json_ready,
+                                      measure_spine, morphometry_inputs)
+from vfnet.morphometry.heights import EDGE_FRACTION
 
-BODY_FRONT, BODY_BACK = 6, 35          # y indices (axis 1: anterior -> posterior)
-BODY_LEFT, BODY_RIGHT = 8, 31          # x indices (axis 2)
-FLOOR = 8                              # z index of the lower endplate (axis 0: inferior -> superior)
-
-
-def synthetic_vertebra(anterior_voxels: int, posterior_voxels: int, shape=(50, 64, 40)) -> np.ndarray:
-    """A box-like body whose height falls linearly from back to front, a canal gap and a posterior arch."""
-    mask = np.zeros(shape, dtype=bool)
-    depth = BODY_BACK - BODY_FRONT
-    for y in range(BODY_FRONT, BODY_BACK + 1):
-        fraction_from_front = (y - BODY_FRONT) / depth
-        height = round(anterior_voxels + (posterior_voxels - anterior_voxels) * fraction_from_front)
-        mask[FLOOR:FLOOR + height, y, BODY_LEFT:BODY_RIGHT + 1] = True
-    # Pedicles beside the canal (lateral only), lamina and spinous process behind it (across the midline).
-    mask[FLOOR + 4:FLOOR + 16, BODY_BACK + 1:BODY_BACK + 9, BODY_LEFT:BODY_LEFT + 5] = True
-    mask[FLOOR + 4:FLOOR + 16, BODY_BACK + 1:BODY_BACK + 9, BODY_RIGHT - 4:BODY_RIGHT + 1] = True
-    mask[FLOOR + 2:FLOOR + 18, BODY_BACK + 9:BODY_BACK + 13, BODY_LEFT:BODY_RIGHT + 1] = True
-    mask[FLOOR:FLOOR + 14, BODY_BACK + 13:BODY_BACK + 25, 18:22] = True
-    return mask
+BODY_DEPTH = 30.0        # mm, anterior wall at p = -30, posterior wall at p = 0
+VERTEBRA_STEP = 34.0     # mm between vertebra centres along the spine
+LABELS = (20, 21, 22)    # L1 (top), L2, L3
 
 
-def expected_height(anterior_voxels: int, posterior_voxels: int, fraction: float) -> float:
-    return anterior_voxels + (posterior_voxels - anterior_voxels) * fraction
+def tilted_spine(heights: dict[int, tuple[float, float]], tilt_degrees: float = 0.0, seed: int = 0):
+    """(CT, mask) of three vertebrae on a spine tilted by `tilt_degrees` in the sagittal plane (1 mm voxels).
+
+    `heights[label] = (anterior, posterior)` in mm; the body's height varies linearly between its walls. Behind
+    the body a 12 mm canal, then a posterior arch, so the body must be isolated from the posterior elements.
+    """
+    t = math.radians(tilt_degrees)
+    z, y, x = np.meshgrid(np.arange(-70, 70) + 0.5, np.arange(-55, 45) + 0.5, np.arange(-20, 20) + 0.5,
+                          indexing="ij")
+    # World (x, y, z) = (l, p cos t - u sin t, p sin t + u cos t): inverse for every voxel centre.
+    p = y * math.cos(t) + z * math.sin(t)
+    u = -y * math.sin(t) + z * math.cos(t)
+    mask = np.zeros(z.shape, dtype=np.uint8)
+    ct = np.full(z.shape, 20.0, dtype=np.float32)
+    for index, label in enumerate(LABELS):
+        centre_u = (1 - index) * VERTEBRA_STEP   # L1 on top
+        anterior, posterior = heights[label]
+        local_height = anterior + (posterior - anterior) * (p + BODY_DEPTH) / BODY_DEPTH
+        body = (p >= -BODY_DEPTH) & (p <= 0) & (np.abs(x) <= 14) & (np.abs(u - centre_u) <= local_height / 2)
+        arch = (p >= 12) & (p <= 30) & (np.abs(x) <= 8) & (np.abs(u - centre_u) <= 6)
+        mask[body | arch] = label
+        ct[body] = 250.0
+        ct[arch] = 400.0
+    ct += np.random.default_rng(seed).normal(0, 5, ct.shape).astype(np.float32)
+    images = []
+    for array in (ct, mask):
+        image = sitk.GetImageFromArray(array)
+        image.SetOrigin((-20.0, -55.0, -70.0))   # voxel centres at the half-millimetres above
+        image.SetSpacing((1.0, 1.0, 1.0))
+        images.append(image)
+    return images[0], images[1]
 
 
-def test_box_body_heights_equal_its_height_in_mm():
-    spacing = (1.5, 1.0, 0.8)
-    result = body_heights(synthetic_vertebra(20, 20), spacing)
-    for key in ("anterior_mm", "middle_mm", "posterior_mm"):
-        assert result[key] == pytest.approx(20 * 1.5)
-    assert result["height_loss"] == pytest.approx(0.0)
-    assert result["morphometric_grade"] == 0
-    assert result["note"] is None
-    # The posterior arch is excluded: the body's depth is 30 voxels of 1 mm, not the whole mask's 60.
-    assert result["body_depth_mm"] == pytest.approx(30.0)
+def expected_heights(anterior: float, posterior: float) -> dict[str, float]:
+    at = lambda fraction: anterior + (posterior - anterior) * fraction
+    return {"anterior_mm": at(EDGE_FRACTION), "middle_mm": at(0.5), "posterior_mm": at(1 - EDGE_FRACTION)}
 
 
-def test_anterior_wedge_is_short_in_front_and_graded_from_its_loss():
-    result = body_heights(synthetic_vertebra(14, 24), (1.0, 1.0, 1.0))
-    assert result["anterior_mm"] < result["middle_mm"] < result["posterior_mm"]
-    assert result["anterior_mm"] == pytest.approx(expected_height(14, 24, 0.12), abs=1.0)
-    assert result["posterior_mm"] == pytest.approx(expected_height(14, 24, 0.88), abs=1.0)
-    loss = 1 - result["anterior_mm"] / result["posterior_mm"]
-    assert result["height_loss"] == pytest.approx(loss)
-    assert 0.30 < loss < 0.40 and result["morphometric_grade"] == 2
+@pytest.mark.parametrize("tilt", [0.0, 20.0])
+def test_wedge_heights_along_the_vertebras_own_axis_within_one_voxel(tilt):
+    ct, mask = tilted_spine({20: (26, 26), 21: (17, 26), 22: (26, 26)}, tilt)
+    report = measure_spine(mask, ct)
+    for label, (anterior, posterior) in ((20, (26, 26)), (21, (17, 26)), (22, (26, 26))):
+        for key, value in expected_heights(anterior, posterior).items():
+            assert abs(report[label][key] - value) <= 1.0, (tilt, label, key, report[label][key], value)
+    wedge = report[21]
+    assert wedge["axis_from"] == "neighbours" and abs(wedge["tilt_degrees"] - tilt) < 3.0
+    assert wedge["loss_anterior_vs_posterior"] == pytest.approx(1 - expected_heights(17, 26)["anterior_mm"] /
+                                                                expected_heights(17, 26)["posterior_mm"], abs=0.05)
+    assert wedge["morphometric_grade"] >= 2 and report[20]["morphometric_grade"] == 0
 
 
-def test_crush_uses_the_expected_height_from_neighbours():
-    mask = synthetic_vertebra(15, 15)
-    assert body_heights(mask, (1, 1, 1))["morphometric_grade"] == 0
-    crushed = body_heights(mask, (1, 1, 1), expected_height_mm=30.0)
-    assert crushed["height_loss"] == pytest.approx(0.5)
-    assert crushed["morphometric_grade"] == 3
+def test_crush_is_found_against_the_neighbours():
+    ct, mask = tilted_spine({20: (26, 26), 21: (18, 18), 22: (26, 26)})
+    crushed = measure_spine(mask, ct, [21])[21]
+    assert abs(crushed["loss_anterior_vs_posterior"]) < 0.05      # its own ratios look normal
+    assert crushed["loss_posterior_vs_neighbours"] > 0.25 and crushed["morphometric_grade"] >= 2
 
 
-def test_posterior_wedge_is_not_a_negative_loss():
-    result = body_heights(synthetic_vertebra(24, 20), (1, 1, 1))
-    assert result["anterior_mm"] > result["posterior_mm"]
-    assert result["height_loss"] == 0.0
+def test_endplates_come_from_the_ct_when_the_mask_is_a_voxel_too_small():
+    ct, mask = tilted_spine({20: (26, 26), 21: (26, 26), 22: (26, 26)})
+    eroded = sitk.Cast(sitk.BinaryErode(mask != 0, [1, 1, 1]), sitk.sitkUInt8) * mask
+    with_ct, mask_only = measure_spine(eroded, ct, [21])[21], measure_spine(eroded, None, [21])[21]
+    assert with_ct["endplates_from"] == "ct" and mask_only["endplates_from"] == "mask"
+    assert abs(with_ct["middle_mm"] - 26.0) <= 1.0
+    assert mask_only["middle_mm"] < 25.0      # the eroded mask alone loses a voxel at each endplate
 
 
-@pytest.mark.parametrize("ratio, grade", [(0.0, 0), (0.199, 0), (0.2, 1), (0.249, 1), (0.25, 2), (0.4, 2),
-                                          (0.41, 3), (None, None), (float("nan"), None)])
-def test_genant_thresholds(ratio, grade):
-    assert grade_from_height_loss(ratio) == grade
+def test_axis_comes_from_the_neighbours_centres():
+    centres = {20: (0.0, -10.0, 34.0), 21: (0.0, 0.0, 0.0), 22: (0.0, 10.0, -34.0)}
+    axis, source = cranio_caudal_axis(21, centres)
+    assert source == "neighbours" and axis[2] > 0.9 and axis[1] < 0      # superior, leaning anterior
+    frame = local_frame(axis)
+    np.testing.assert_allclose(frame.T @ frame, np.eye(3), atol=1e-9)
+    assert np.linalg.det(frame) == pytest.approx(1.0)
+    alone, source = cranio_caudal_axis(21, {21: (0.0, 0.0, 0.0)})
+    assert source == "image axis" and list(alone) == [0.0, 0.0, 1.0]
 
 
-def test_empty_and_cut_masks_are_reported_not_measured():
-    empty = body_heights(np.zeros((10, 10, 10), bool), (1, 1, 1))
-    assert math.isnan(empty["anterior_mm"]) and empty["morphometric_grade"] is None and "empty" in empty["note"]
-    cut = synthetic_vertebra(20, 20)[FLOOR + 5:]  # the lower part of the body lies outside the array
-    result = body_heights(cut, (1, 1, 1))
-    assert result["height_loss"] is None and "border" in result["note"]
+def test_unmeasurable_vertebra_gives_unavailable_features():
+    values, available = feature_vector(None)
+    assert not available.any() and not values.any()
+    ct, mask = tilted_spine({20: (26, 26), 21: (17, 26), 22: (26, 26)})
+    report = json_ready(measure_spine(mask, ct, [21])[21])
+    values, available = feature_vector(report)
+    assert available.all() and values[FEATURE_NAMES.index("loss_anterior_vs_posterior")] > 1.0
+    inputs = morphometry_inputs([{"morphometry": report}, {"morphometry": None}], FEATURE_NAMES)
+    assert inputs.shape == (2, 2 * len(FEATURE_NAMES)) and not inputs[1].any()
+
+
+@pytest.mark.parametrize("loss, grade", [(0.0, 0), (0.19, 0), (0.2, 1), (0.249, 1), (0.25, 2), (0.4, 2),
+                                         (0.41, 3), (None, None), (float("nan"), None)])
+def test_genant_grade_thresholds(loss, grade):
+    assert grade_from_height_loss(loss) == grade

@@ -4,6 +4,7 @@ import copy
 import pytest
 
 from vfnet.errors import PlanError
+from vfnet.planning.budget import get_budget
 from vfnet.planning.network_plan import forward_flops, total_stride
 from vfnet.planning.planner import MIN_VOXELS_PER_BODY_HEIGHT, plan_experiment
 from vfnet.planning.plans import apply_overrides, load_plans, save_plans, validate_plans
@@ -35,7 +36,7 @@ def test_cpu_plan_is_in_the_expected_range_and_fits_the_budget():
     spacing, crop = plans["preprocessing"]["target_spacing"], plans["preprocessing"]["crop_size"]
     assert all(1.5 <= s <= 2.2 for s in spacing)
     assert all(24 <= n <= 48 for n in crop)
-    assert plans["estimates"]["training_minutes_per_fold"] <= 4.0 + 1e-6
+    assert plans["estimates"]["training_minutes_per_fold"] <= get_budget("cpu").minutes_per_fold + 1e-6
     assert plans["estimates"]["voxels_per_body_height"] >= MIN_VOXELS_PER_BODY_HEIGHT
     assert all(n % total_stride(plans["network"]) == 0 for n in crop)
     assert plans["preprocessing"]["crop_size_mm"][0] >= LUMBAR_EXTENT[0] + 16

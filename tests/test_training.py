@@ -30,6 +30,8 @@ def _plans() -> dict:
                      "optimizer": "adamw", "learning_rate": 3e-3, "weight_decay": 1e-4, "warmup_epochs": 1,
                      "lr_schedule": "cosine", "grad_clip": 12.0, "ce_class_weights": [1.0, 2.0, 2.0, 1.0],
                      "supcon_weight": 0.5, "supcon_temperature": 0.1, "detach_classifier": False,
+                     "weight_averaging": {"decay": 0.9, "start_fraction": 0.5}, "collapse_restarts": 0,
+                     "collapse_check_fraction": 0.3, "collapse_min_loss_drop": 0.05,
                      "augmentation": {"rotation_degrees": [15, 10, 10], "scale_range": [0.9, 1.1],
                                       "mirror_left_right": True, "gamma_range": [0.8, 1.25],
                                       "brightness_range": [0.9, 1.1], "contrast_range": [0.9, 1.1], "noise_std": 0.05,
@@ -190,3 +192,50 @@ def test_vertebrae_cut_by_the_field_of_view_are_left_out_of_training(fake_datase
     assert train_cli.main(["-d", "901", "-f", "0", "--epochs", "1", "--iterations", "1"]) == 0
     log = (fold_folder(fake_dataset, 0) / "training_log.txt").read_text()
     assert "Left out of training: 2 vertebra(e) less than 90% in the field of view" in log
+
+
+def test_final_checkpoint_holds_averaged_weights_that_differ_from_the_last_epoch(fake_dataset):
+    arguments = ["-d", "901", "-f", "0", "--epochs", "2", "--iterations", "3", "--override",
+                 'training.weight_averaging={"decay": 0.5, "start_fraction": 0.0}']
+    assert train_cli.main(arguments) == 0
+    fold = fake_dataset / "fold_0"
+    final, latest = load_checkpoint(fold / "checkpoint_final.pth"), load_checkpoint(fold / "checkpoint_latest.pth")
+    differing = [key for key, value in final["network_weights"].items()
+                 if not torch.equal(value, latest["network_weights"][key])]
+    assert differing, "the averaged weights equal the last epoch's"
+    metrics = json.loads((fold / "validation" / "metrics.json").read_text())
+    assert metrics["final_weights"] == "averaged weights (EMA)" and "macro_f1" in metrics["last_epoch_weights"]
+
+
+def test_a_fold_that_cannot_learn_is_restarted_and_flagged(fake_dataset):
+    # A learning rate of 1e-12 cannot lower the loss: every attempt collapses, the last one is flagged.
+    arguments = ["-d", "901", "-f", "0", "--epochs", "3", "--iterations", "2", "--deterministic", "--override",
+                 "training.learning_rate=1e-12", "training.collapse_restarts=1", "training.collapse_check_fraction=0.6"]
+    assert train_cli.main(arguments) == 0
+    log = (fake_dataset / "fold_0" / "training_log.txt").read_text()
+    assert log.count("COLLAPSE in fold 0 after 2 epochs: the training loss has not fallen") == 1
+    assert "attempt 2 of 2" in log and "seed 13345" in log
+    metrics = json.loads((fake_dataset / "fold_0" / "validation" / "metrics.json").read_text())
+    if len({row.split(",")[5] for row in
+            (fake_dataset / "fold_0" / "validation" / "predictions.csv").read_text().splitlines()[1:]}) == 1:
+        assert "degenerate" in metrics and "WARNING" in log
+
+
+def test_morphometric_branch_gets_the_same_inputs_at_training_and_prediction(fake_dataset, vfnet_folders):
+    from vfnet.morphometry.genant import FEATURE_NAMES, morphometry_inputs
+    from vfnet.training.data import load_fold
+
+    folder = vfnet_folders["vfnet_preprocessed"] / DATASET
+    plans = _plans()
+    plans["network"]["morphometric_features"] = list(FEATURE_NAMES)
+    report = {name: 0.05 * index for index, name in enumerate(FEATURE_NAMES)}
+    crops = folder / plans["data_identifier"]
+    for sample in ("case06_20", "case06_21"):
+        properties = read_properties(crops, sample)
+        properties["morphometry"] = report if sample.endswith("20") else None
+        write_sample(crops, load_arrays(crops, [sample], [2, *CROP])[0], properties)
+    _, val = load_fold(folder, plans, 0)
+    at_prediction = morphometry_inputs([read_properties(crops, s) for s in val.ids], FEATURE_NAMES)
+    np.testing.assert_array_equal(val.morphometry, at_prediction)
+    assert val.morphometry[val.ids.index("case06_20")][len(FEATURE_NAMES):].all()
+    assert not val.morphometry[val.ids.index("case06_21")].any()

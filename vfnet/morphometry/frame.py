@@ -8,7 +8,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from vfnet.planning.typical_sizes import spine_position
+from vfnet.planning.typical_sizes import SPINE_LABELS, spine_position
 
 Point = Sequence[float]
 WORLD_SUPERIOR = np.array([0.0, 0.0, 1.0])   # LPS: +z is superior
@@ -19,6 +19,7 @@ MAX_NEIGHBOUR_GAP = 1.0                      # spine positions: only directly ad
 def neighbours(label: int, present: Sequence[int]) -> tuple[int | None, int | None]:
     """The labels directly above (cranial) and below (caudal) `label` among `present`, if there."""
     position = spine_position(label)
+    present = [other for other in present if other in SPINE_LABELS]
     above = [other for other in present if 0 < position - spine_position(other) <= MAX_NEIGHBOUR_GAP]
     below = [other for other in present if 0 < spine_position(other) - position <= MAX_NEIGHBOUR_GAP]
     nearest = lambda candidates: min(candidates, key=lambda o: abs(spine_position(o) - position)) if candidates \

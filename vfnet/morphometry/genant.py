@@ -16,7 +16,7 @@ from vfnet.errors import PlanError
 from vfnet.labels import GRADABLE_LABELS
 from vfnet.morphometry.frame import cranio_caudal_axis, local_frame, neighbours
 from vfnet.morphometry.heights import BodyHeights, measure_body
-from vfnet.planning.typical_sizes import typical_body_size_mm
+from vfnet.planning.typical_sizes import SPINE_LABELS, typical_body_size_mm
 
 GENANT_THRESHOLDS = (0.20, 0.25, 0.40)
 # The morphometric branch's inputs, in this order: relative height losses (1 - ratio), 0 for a normal body.
@@ -48,19 +48,28 @@ def measure_spine(mask: sitk.Image, ct: sitk.Image | None,
     (neighbours are needed for the ratios); the result holds `labels` (default: all of them).
     """
     statistics = mask_statistics(mask)
-    centres = {int(l): statistics.GetCentroid(l) for l in statistics.GetLabels() if int(l) in GRADABLE_LABELS}
     size = np.asarray(mask.GetSize())
+    cut = {int(l) for l in statistics.GetLabels() if _touches_border(statistics.GetBoundingBox(l), size)}
+    # A vertebra cut by the scan's border has a displaced centre: it orients no neighbour's axis.
+    orienting = {int(l): statistics.GetCentroid(l) for l in statistics.GetLabels()
+                 if int(l) in SPINE_LABELS and int(l) not in cut}
+    centres = {int(l): statistics.GetCentroid(l) for l in statistics.GetLabels() if int(l) in GRADABLE_LABELS}
     heights: dict[int, BodyHeights] = {}
     axes: dict[int, tuple[np.ndarray, str]] = {}
     for label in centres:
-        axis, source = cranio_caudal_axis(label, centres)
+        axis, source = cranio_caudal_axis(label, {**orienting, label: centres[label]})
         axes[label] = (axis, source)
         box = np.asarray(statistics.GetBoundingBox(label))   # x, y, z start, then sizes
         heights[label] = measure_body(_label_region(mask, label, box), ct, centres[label], local_frame(axis))
-        if np.any(box[:3] == 0) or np.any(box[:3] + box[3:] >= size):
+        if label in cut:
             heights[label].notes.append("the vertebra touches the border of the scan")
     wanted = list(centres) if labels is None else [int(label) for label in labels]
     return {label: _report(label, heights, axes, centres) for label in wanted}
+
+
+def _touches_border(box, size: np.ndarray) -> bool:
+    box = np.asarray(box)   # x, y, z start, then sizes
+    return bool(np.any(box[:3] == 0) or np.any(box[:3] + box[3:] >= size))
 
 
 def _label_region(mask: sitk.Image, label: int, box: np.ndarray) -> sitk.Image:

@@ -145,11 +145,11 @@ def _profile_height(mask_profile: np.ndarray, hu_profile: np.ndarray | None, sam
     lower = _crossing(mask_profile, start - 1, start, 0.5)
     upper = _crossing(mask_profile, stop - 1, stop, 0.5)
     if hu_profile is None:
-        return (upper - lower) * sample_mm, "mask"
+        return float(upper - lower) * sample_mm, "mask"
     refined = _refine_on_ct(hu_profile, lower, upper, sample_mm)
     if refined is None:
-        return (upper - lower) * sample_mm, "mask"
-    return (refined[1] - refined[0]) * sample_mm, "ct"
+        return float(upper - lower) * sample_mm, "mask"
+    return float(refined[1] - refined[0]) * sample_mm, "ct"
 
 
 def _runs(flags: np.ndarray) -> list[tuple[int, int]]:

@@ -10,9 +10,10 @@ import numpy as np
 
 from vfnet.labels import VERSE_LEVELS
 
-# Position along the spine (C1 = 0 ... L6 = 24); T13 sits between T12 and L1.
+# Position along the spine (C1 = 0 ... L6 = 24, S1 = 25); T13 sits between T12 and L1.
 _SPINE_POSITION: dict[int, float] = {label: float(label - 1) for label in range(1, 26)}
 _SPINE_POSITION[28] = 18.5
+_SPINE_POSITION[26] = 25.0   # S1: below L5 (or L6); its centre orients L5's axis
 
 # Anchor levels: (body height, body depth, body width), (whole vertebra z, y, x extent).
 _ANCHORS: list[tuple[int, tuple[float, float, float], tuple[float, float, float]]] = [
@@ -34,6 +35,8 @@ def _interpolate(label: int, column: int) -> tuple[float, float, float]:
     anchor_positions = [float(anchor[0] - 1) for anchor in _ANCHORS]
     return tuple(float(np.interp(position, anchor_positions, [anchor[column][axis] for anchor in _ANCHORS]))
                  for axis in range(3))
+
+SPINE_LABELS = frozenset(_SPINE_POSITION)
 
 
 def spine_position(label: int) -> float:

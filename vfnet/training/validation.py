@@ -28,7 +28,7 @@ def predict_samples(model: torch.nn.Module, arrays: np.ndarray, batch_size: int,
         for start in range(0, len(arrays), batch_size):
             batch = torch.from_numpy(arrays[start:start + batch_size].astype(np.float32)).to(device)
             features = None if morphometry is None else torch.from_numpy(morphometry[start:start + batch_size]).to(device)
-            output = model(batch, features)
+            output = model(batch) if features is None else model(batch, features)
             logits.append(output["logits"].float().cpu())
             embeddings.append(output["embedding"].float().cpu())
     finally:
