@@ -174,7 +174,8 @@ def _vertebra_row(case_id: str, label: int, crop: tuple[np.ndarray, dict[str, An
     cut_note = field_of_view_note(fraction_in_view, touches_border, min_fraction)
     cut = cut_note is not None
     notes = [cut_note] if cut else []
-    heights = properties.get("morphometry") or {}   # None for centroid input: no mask, no heights
+    # No heights for centroid input (no mask) or a vertebra cut by the field of view (an endplate may be missing).
+    heights = {} if cut else properties.get("morphometry") or {}
     if heights.get("notes"):
         notes.append(f"morphometry: {'; '.join(heights['notes'])}")
     row: dict[str, Any] = {"case": case_id, "vertebra": int(label), "level": level_name(label),

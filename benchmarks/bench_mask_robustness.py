@@ -1,0 +1,117 @@
+"""Cross-validated accuracy with the masks people have: perfect, eroded, dilated, shifted, and centroids only.
+
+Reads a workdir left by `bench_accuracy.py --workdir W` (converted phantom, trained folds) and predicts each
+fold's validation CTs with that fold's model only, so every number is out-of-fold:
+- perfect: the phantom's own masks;
+- eroded / dilated: every vertebra label eroded or dilated by one voxel (dilation only into background, as a
+  segmentation model's slightly generous masks are);
+- shifted: the whole mask moved by two voxels along the CT's first axis and one along the second;
+- centroids: the phantom's VerSe centroid files (they mark the vertebral body), no mask.
+
+    python benchmarks/bench_mask_robustness.py --workdir W [--plans vfnetPlans] [--phantom ...]
+"""
+import csv
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import DEFAULT_PHANTOM, base_parser, machine, run_checked, vfnet_env, write_result
+
+from vfnet.dataset.format import load_raw_dataset
+from vfnet.dataset.splits import load_splits
+from vfnet.evaluation.bootstrap import bootstrap_intervals
+from vfnet.evaluation.metrics import classification_metrics
+
+CONDITIONS = ("perfect", "eroded", "dilated", "shifted", "centroids")
+
+
+def degrade(mask: sitk.Image, condition: str) -> sitk.Image:
+    mask = sitk.Cast(mask, sitk.sitkUInt16)
+    if condition == "eroded":
+        labels = sitk.GetArrayFromImage(mask)
+        eroded = np.zeros_like(labels)
+        for label in np.unique(labels[labels > 0]):
+            kept = sitk.GetArrayFromImage(sitk.BinaryErode(mask == int(label), [1, 1, 1]))
+            eroded[kept > 0] = label
+        result = sitk.GetImageFromArray(eroded)
+    elif condition == "dilated":
+        labels = sitk.GetArrayFromImage(mask)
+        grown = sitk.GetArrayFromImage(sitk.GrayscaleDilate(mask, [1, 1, 1]))
+        result = sitk.GetImageFromArray(np.where(labels > 0, labels, grown).astype(labels.dtype))
+    elif condition == "shifted":
+        labels = sitk.GetArrayFromImage(mask)
+        result = sitk.GetImageFromArray(np.roll(labels, shift=(0, 1, 2), axis=(0, 1, 2)))   # (z, y, x) voxels
+    else:
+        return mask
+    result.CopyInformation(mask)
+    return result
+
+
+def prepare_inputs(raw: Path, phantom: Path, cases: list[str], folder: Path, condition: str) -> tuple[Path, list]:
+    """Input folder of CT links, and the --masks / --centroids arguments for one condition."""
+    images, masks = folder / "images", folder / "masks"
+    images.mkdir(parents=True, exist_ok=True)
+    masks.mkdir(exist_ok=True)
+    for case in cases:
+        link = images / f"{case}_0000.nii.gz"
+        if not link.exists():
+            link.symlink_to(raw / "imagesTr" / f"{case}_0000.nii.gz")
+        if condition == "centroids":
+            source = phantom / "derivatives" / f"sub-{case}" / f"sub-{case}_seg-subreg_ctd.json"
+            shutil.copy(source, masks / f"{case}_ctd.json")
+        else:
+            mask = sitk.ReadImage(str(raw / "labelsTr" / f"{case}.nii.gz"))
+            sitk.WriteImage(degrade(mask, condition), str(masks / f"{case}.nii.gz"))
+    option = "--centroids" if condition == "centroids" else "--masks"
+    return images, [option, str(masks)]
+
+
+def main() -> None:
+    parser = base_parser(__doc__)
+    parser.add_argument("--phantom", type=Path, default=DEFAULT_PHANTOM)
+    parser.add_argument("--plans", default="vfnetPlans")
+    parser.add_argument("--dataset", type=int, default=504)
+    parser.add_argument("--conditions", nargs="+", default=list(CONDITIONS), choices=CONDITIONS)
+    parser.add_argument("--bootstrap", type=int, default=1000)
+    args = parser.parse_args()
+    if args.workdir is None:
+        sys.exit("--workdir: the folder of a finished bench_accuracy.py run is required.")
+    env = vfnet_env(args.workdir)
+    raw = next(Path(env["vfnet_raw"]).glob(f"Dataset{args.dataset:03d}_*"))
+    dataset = load_raw_dataset(raw)
+    grades = {(case.case_id, int(label)): grade for case in dataset.cases for label, grade in case.grades.items()}
+    patients = {case.case_id: case.patient for case in dataset.cases}
+    splits = load_splits(Path(env["vfnet_preprocessed"]) / raw.name / "splits_final.json")
+    result = {"machine": machine(), "workdir": str(args.workdir), "plans": args.plans, "conditions": {}}
+    for condition in args.conditions:
+        rows = []
+        for fold, split in enumerate(splits):
+            scratch = args.workdir / "robustness" / condition / f"fold_{fold}"
+            images, source = prepare_inputs(raw, args.phantom, split["val"], scratch, condition)
+            output = scratch / "predictions"
+            run_checked(["vfnet_predict", "-i", str(images), "-o", str(output), "-d", str(args.dataset), "-p",
+                         args.plans, "-f", str(fold), "--overwrite", "--no_pictures", *source], env)
+            with open(output / "predictions.csv", newline="") as handle:
+                for row in csv.DictReader(handle):
+                    key = (row["case"], int(row["vertebra"]))
+                    if key in grades:
+                        rows.append((key, [float(row[f"p{g}"]) for g in range(4)]))
+        reference = np.array([grades[key] for key, _ in rows])
+        probabilities = np.array([p for _, p in rows])
+        metrics = classification_metrics(reference, probabilities)
+        metrics["ci95"] = bootstrap_intervals(reference, probabilities, groups=[patients[k[0]] for k, _ in rows],
+                                              n=args.bootstrap, seed=0)
+        metrics["graded_vertebrae_predicted"] = len(rows)
+        result["conditions"][condition] = metrics
+        print(f"{condition}: macro-F1 {metrics['macro_f1']:.3f} {metrics['ci95']['macro_f1']}, "
+              f"sens {metrics['binary_sensitivity']:.3f} spec {metrics['binary_specificity']:.3f} "
+              f"({len(rows)} of {len(grades)} graded vertebrae)", flush=True)
+        write_result(args.results, "mask_robustness", result)
+
+
+if __name__ == "__main__":
+    main()
