@@ -102,3 +102,21 @@ def test_unknown_trainer_and_command_line_exit_code(model_folder):
         main(["-d", "4", "-tr", "OtherTrainer"])
     from vfnet.cli.common import run_cli
     assert run_cli("vfnet_cv_summary", main, ["-d", "9"]) == 1
+
+
+def test_a_degenerate_fold_is_flagged_in_red(model_folder, capsys):
+    predictions = fold_folder(model_folder, 2) / "validation" / "predictions.csv"
+    with open(predictions, newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    for row in rows:   # fold 2 now calls every vertebra normal
+        row.update({"grade": "0", "p0": "0.9", "p1": "0.05", "p2": "0.03", "p3": "0.02", "p_fracture": "0.1"})
+    with open(predictions, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=COLUMNS)
+        writer.writeheader()
+        writer.writerows(rows)
+    assert main(["-d", "4", "--bootstrap", "50"]) == 0
+    metrics = json.loads((model_folder / "cv_summary" / "metrics.json").read_text())
+    assert list(metrics["degenerate_folds"]) == ["2"]
+    report = (model_folder / "cv_summary" / "report.html").read_text()
+    assert "class='warning'" in report and "Fold 2 is degenerate" in report
+    assert "WARNING: fold 2 is degenerate" in capsys.readouterr().err

@@ -39,6 +39,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if interval is not None:
             shown += f" (95 % CI {interval[0]:.3f}-{interval[1]:.3f})"
         print(f"{key:>20}: {shown}")
+    for fold, reason in content["degenerate_folds"].items():
+        print(f"WARNING: fold {fold} is degenerate: {reason}; retrain it before using the ensemble.",
+              file=sys.stderr)
     print(f"Report: {output / 'report.html'}")
     return 0
 

@@ -13,6 +13,7 @@ from sklearn.metrics import silhouette_score
 
 from vfnet.errors import VfnetError
 from vfnet.evaluation import plots
+from vfnet.evaluation.degenerate import single_grade_reason
 from vfnet.evaluation.metrics import classification_metrics
 from vfnet.evaluation.report import FigureEntry, per_fold_table, summarise, write_classification_figures, write_report
 from vfnet.evaluation.tables import read_predictions
@@ -35,6 +36,7 @@ class FoldResult:
     embedding: np.ndarray | None = None
     embedding_reference: np.ndarray | None = None
     progress: dict[str, Any] = field(default_factory=dict)
+    degenerate: str | None = None   # why the fold's final model is degenerate (one grade for everything)
 
 
 def find_model_folder(dataset: str | int, trainer: str | None, plans: str) -> Path:
@@ -69,6 +71,7 @@ def _load_fold(folder: Path, fold: str) -> FoldResult:
     if (validation / "metrics.json").is_file():
         recorded = read_json(validation / "metrics.json", "validation metrics")
         result.checkpoint = recorded.get("checkpoint") if isinstance(recorded, dict) else None
+    result.degenerate = single_grade_reason(result.probabilities, result.reference)
     if (validation / "embeddings.npz").is_file():
         result.embedding, result.embedding_reference = _load_embeddings(validation / "embeddings.npz")
     progress_path = fold_folder(folder, fold) / "progress.json"
@@ -137,10 +140,11 @@ def summarise_cross_validation(folder: Path, output: Path, allow_missing_folds: 
     separability = {fold.fold: _silhouette(fold.embedding, fold.embedding_reference) for fold in with_embeddings}
     defined = [value for value in separability.values() if value is not None]
     checkpoints = {fold.fold: fold.checkpoint for fold in folds}
+    degenerate = {fold.fold: fold.degenerate for fold in folds if fold.degenerate}
     content = {
         "dataset": folder.parent.name, "model": folder.name, "model_folder": str(folder), "folds": [int(fold.fold) for fold in folds], "missing_folds": missing,
         "pooled": "out-of-fold predictions of every fold, concatenated", **summary,
-        "checkpoints": checkpoints, "per_fold": per_fold,
+        "checkpoints": checkpoints, "per_fold": per_fold, "degenerate_folds": degenerate,
         "embedding_separability": {"measure": SEPARABILITY, "per_fold": separability,
                                    "mean": float(np.mean(defined)) if defined else None},
     }
@@ -161,7 +165,9 @@ def summarise_cross_validation(folder: Path, output: Path, allow_missing_folds: 
                          ", ".join(f"fold {fold} {'n/a' if value is None else f'{value:.3f}'}"
                                    for fold, value in separability.items()) + "</p>") if separability else ""
     write_report(output, f"Cross-validation summary: {folder.parent.name} / {folder.name}", summary, figures,
-                 _notes(folds, missing, checkpoints), [per_fold_table(per_fold), separability_html])
+                 _notes(folds, missing, checkpoints), [per_fold_table(per_fold), separability_html],
+                 warnings=[f"Fold {fold} is degenerate: {reason}. Retrain it before using the ensemble."
+                           for fold, reason in degenerate.items()])
     return content
 
 

@@ -91,9 +91,11 @@ def per_fold_table(per_fold: dict[str, dict[str, Any]]) -> str:
 
 
 def render_html(title: str, summary: dict[str, Any], figures: list[FigureEntry], notes: list[str],
-                extra_sections: list[str] = ()) -> str:
-    """The whole page; `extra_sections` are pre-rendered HTML blocks (per-fold table, embedding section)."""
-    note_html = "".join(f"<p>{html.escape(note)}</p>" for note in notes)
+                extra_sections: list[str] = (), warnings: list[str] = ()) -> str:
+    """The whole page; `extra_sections` are pre-rendered HTML blocks (per-fold table, embedding section);
+    `warnings` are shown first, in red (e.g. a degenerate fold)."""
+    note_html = "".join(f"<p class='warning'><strong>{html.escape(w)}</strong></p>" for w in warnings)
+    note_html += "".join(f"<p>{html.escape(note)}</p>" for note in notes)
     figure_html = "".join(
         f"<figure><img src='{html.escape(entry.file)}' alt='{html.escape(entry.caption)}'>"
         f"<figcaption>{html.escape(entry.caption)}</figcaption></figure>" if entry.file else
@@ -104,7 +106,7 @@ def render_html(title: str, summary: dict[str, Any], figures: list[FigureEntry],
     return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
             "<style>body{font-family:sans-serif;max-width:1100px;margin:2em auto}"
             "table{border-collapse:collapse;margin:0.5em 0}td,th{border:1px solid #ccc;padding:3px 8px}"
-            "figure{display:inline-block;margin:0.5em}img{max-width:100%}</style></head><body>"
+            "figure{display:inline-block;margin:0.5em}img{max-width:100%}.warning{color:#c00}</style></head><body>"
             f"<h1>{html.escape(title)}</h1>{note_html}"
             f"<p>{html.escape(summary['definitions'])} ({html.escape(method)}).</p>"
             + _metric_tables(summary) + "".join(extra_sections) + "<h2>Figures</h2>" + figure_html
@@ -113,7 +115,7 @@ def render_html(title: str, summary: dict[str, Any], figures: list[FigureEntry],
 
 
 def write_report(folder: Path, title: str, summary: dict[str, Any], figures: list[FigureEntry],
-                 notes: list[str], extra_sections: list[str] = ()) -> Path:
+                 notes: list[str], extra_sections: list[str] = (), warnings: list[str] = ()) -> Path:
     path = folder / "report.html"
-    write_text(path, render_html(title, summary, figures, notes, extra_sections))
+    write_text(path, render_html(title, summary, figures, notes, extra_sections, warnings))
     return path

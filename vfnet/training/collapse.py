@@ -10,6 +10,8 @@ from typing import Sequence
 
 import numpy as np
 
+from vfnet.evaluation.degenerate import single_grade_reason
+
 
 def collapse_reason(train_losses: Sequence[float], validation_probabilities: np.ndarray | None,
                     validation_grades: np.ndarray | None, min_loss_drop: float) -> str | None:
@@ -21,13 +23,3 @@ def collapse_reason(train_losses: Sequence[float], validation_probabilities: np.
             return (f"the training loss has not fallen (first epoch {losses[0]:.3f}, last epochs {recent:.3f}; "
                     f"at least {min_loss_drop:.0%} lower expected)")
     return single_grade_reason(validation_probabilities, validation_grades)
-
-
-def single_grade_reason(probabilities: np.ndarray | None, grades: np.ndarray | None) -> str | None:
-    """'predicts one grade for all' when the reference holds several grades; else None."""
-    if probabilities is None or grades is None or len(grades) == 0:
-        return None
-    predicted = np.unique(np.asarray(probabilities).argmax(axis=1))
-    if len(predicted) == 1 and len(np.unique(grades)) > 1:
-        return f"it predicts grade {int(predicted[0])} for every one of the {len(grades)} validation vertebrae"
-    return None

@@ -23,7 +23,8 @@ from vfnet.model.network import build_network
 from vfnet.paths import fold_folder
 from vfnet.training import distributed
 from vfnet.training.augmentation import BatchAugmenter, drop_morphometry
-from vfnet.training.collapse import collapse_reason, single_grade_reason
+from vfnet.evaluation.degenerate import single_grade_reason
+from vfnet.training.collapse import collapse_reason
 from vfnet.training.data import SampleSet, load_fold
 from vfnet.training.losses import ContrastiveClassificationLoss
 from vfnet.training.progress import ProgressWriter, empty_log
