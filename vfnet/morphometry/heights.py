@@ -1,7 +1,8 @@
 """Anterior, middle and posterior heights of one vertebral body, along the vertebra's own axis.
 
 1. Resample the vertebra's mask (and the CT) onto a thin mid-sagittal slab aligned with its local frame
-   (`frame.local_frame`): array axes (cranio-caudal, anterior->posterior, right->left) at 0.5 mm.
+   (`frame.local_frame`): array axes (cranio-caudal, anterior->posterior, right->left) at 0.5 mm; then turn the
+   slab in the sagittal plane onto the body's own endplates (their mean slope) and resample again.
 2. Isolate the body: along the antero-posterior axis the mask is occupied from the front of the body back to
    the spinal canal, a gap (or a thin bridge) of at least CANAL_GAP_MM; behind it are the posterior elements.
 3. At 12 % of the body's depth from the front (anterior), at half (middle) and at 12 % from the back
@@ -12,6 +13,7 @@
    then found in the image, not in the mask. Without a CT, or where bone and disc do not differ by
    MIN_CONTRAST_HU (e.g. severe osteoporosis), the mask's edges are used.
 """
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,6 +32,8 @@ WINDOW_FRACTION = 0.05          # +- this fraction of the depth around each posi
 SEARCH_MM = 5.0                 # the CT endplate is looked for within this distance of the mask's edge
 DISC_MM = 6.0                   # soft tissue is sampled this far beyond each endplate
 MIN_CONTRAST_HU = 50.0
+MIN_TURN_DEGREES = 2.0          # the slab is turned onto the body's own endplates when they tilt more than this
+MAX_TURN_DEGREES = 25.0
 POSITIONS = {"anterior": EDGE_FRACTION, "middle": 0.5, "posterior": 1.0 - EDGE_FRACTION}
 
 
@@ -73,11 +77,47 @@ def resample_slab(image: sitk.Image, grid: sitk.Image, default: float) -> np.nda
 
 
 def measure_body(label_mask: sitk.Image, ct: sitk.Image | None, centre_mm, frame: np.ndarray) -> BodyHeights:
-    """Heights of the body of the vertebra in `label_mask` (float 0/1 image of this vertebra only)."""
-    grid = slab_grid(centre_mm, frame)
-    mask = resample_slab(label_mask, grid, 0.0)
-    hu = resample_slab(ct, grid, -1024.0) if ct is not None else None
+    """Heights of the body of the vertebra in `label_mask` (float 0/1 image of this vertebra only).
+
+    Two passes: the neighbours' axis can differ from the body's own (L5 against the lumbosacral angle), so the
+    slab is turned, within the sagittal plane, until the mean slope of the two endplates is zero; a wedge's
+    converging endplates then lie symmetric about the measuring direction.
+    """
+    mask = resample_slab(label_mask, slab_grid(centre_mm, frame), 0.0)
+    slope = endplate_slope(mask)
+    if slope is not None and abs(math.degrees(math.atan(slope))) > MIN_TURN_DEGREES:
+        left, posterior, superior = frame.T
+        along_endplates = posterior + slope * superior
+        along_endplates /= np.linalg.norm(along_endplates)
+        frame = np.stack([left, along_endplates, np.cross(left, along_endplates)], axis=1)
+        mask = resample_slab(label_mask, slab_grid(centre_mm, frame), 0.0)
+    hu = resample_slab(ct, slab_grid(centre_mm, frame), -1024.0) if ct is not None else None
     return heights_on_slab(mask, hu)
+
+
+def endplate_slope(mask: np.ndarray, sample_mm: float = SAMPLE_MM) -> float | None:
+    """Mean slope (cranio-caudal per antero-posterior mm) of the body's upper and lower edges in the slab, fitted
+    over the central 80 % of its depth; None when the body cannot be found. Capped at MAX_TURN_DEGREES."""
+    inside = mask > 0.5
+    if not inside.any():
+        return None
+    front, back, _ = _body_extent(inside, sample_mm)
+    depth = back - front + 1
+    columns = range(front + depth // 10, back - depth // 10 + 1)
+    positions, tops, bottoms = [], [], []
+    profile = inside.mean(axis=2) > 0.5
+    for column in columns:
+        runs = _runs(profile[:, column])
+        if runs:
+            start, stop = max(runs, key=lambda run: run[1] - run[0])
+            positions.append(column)
+            bottoms.append(start)
+            tops.append(stop)
+    if len(positions) < 4:
+        return None
+    slope = (np.polyfit(positions, tops, 1)[0] + np.polyfit(positions, bottoms, 1)[0]) / 2.0
+    limit = math.tan(math.radians(MAX_TURN_DEGREES))
+    return float(np.clip(slope, -limit, limit))
 
 
 def heights_on_slab(mask: np.ndarray, hu: np.ndarray | None, sample_mm: float = SAMPLE_MM) -> BodyHeights:

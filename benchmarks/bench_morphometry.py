@@ -1,0 +1,63 @@
+"""Morphometry alone on the phantom benchmark: Genant's thresholds on the measured height loss, no learning.
+
+For every graded vertebra of the converted phantom, `vfnet.morphometry.measure_spine` on the stored CT and mask
+(perfect, or every label eroded / dilated by one voxel as in bench_mask_robustness.py), then
+`morphometric_grade` against the reference grade; pooled macro-F1 with patient-level bootstrap CIs. Unmeasured
+vertebrae count as grade 0. Nothing is fitted, so there is no train/test split to respect.
+
+    python benchmarks/bench_morphometry.py --workdir W    # W: converts the phantom there if needed
+"""
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_mask_robustness import degrade
+from common import DEFAULT_PHANTOM, base_parser, convert_phantom, machine, write_result
+
+from vfnet.dataset.format import load_raw_dataset
+from vfnet.evaluation.bootstrap import bootstrap_intervals
+from vfnet.evaluation.metrics import classification_metrics
+from vfnet.morphometry.genant import measure_spine
+
+DATASET_ID = 505
+
+
+def main() -> None:
+    parser = base_parser(__doc__)
+    parser.add_argument("--phantom", type=Path, default=DEFAULT_PHANTOM)
+    parser.add_argument("--conditions", nargs="+", default=["perfect", "eroded", "dilated"])
+    args = parser.parse_args()
+    args.workdir = args.workdir or Path("/tmp/vfnet_bench_morphometry")
+    dataset = load_raw_dataset(convert_phantom(args.phantom, args.workdir, DATASET_ID))
+    result = {"machine": machine(), "conditions": {}}
+    for condition in args.conditions:
+        started = time.perf_counter()
+        reference, predicted, patients, unmeasured = [], [], [], 0
+        for case in dataset.cases:
+            ct = sitk.ReadImage(str(case.image))
+            mask = degrade(sitk.ReadImage(str(case.mask)), condition)
+            report = measure_spine(mask, ct, sorted(case.grades))
+            for label, grade in case.grades.items():
+                measured = report[int(label)]["morphometric_grade"]
+                unmeasured += measured is None
+                reference.append(grade)
+                predicted.append(0 if measured is None else measured)
+                patients.append(case.patient)
+        probabilities = np.eye(4)[predicted]
+        metrics = classification_metrics(np.array(reference), probabilities)
+        metrics["ci95"] = bootstrap_intervals(np.array(reference), probabilities, groups=patients, n=1000, seed=0)
+        metrics.update(unmeasured_counted_as_grade_0=unmeasured,
+                       seconds_per_case=(time.perf_counter() - started) / len(dataset.cases))
+        result["conditions"][condition] = metrics
+        print(f"{condition}: macro-F1 {metrics['macro_f1']:.3f} {metrics['ci95']['macro_f1']}, QWK "
+              f"{metrics['qwk']:.3f}, sens {metrics['binary_sensitivity']:.3f}, spec "
+              f"{metrics['binary_specificity']:.3f}, unmeasured {unmeasured}", flush=True)
+        write_result(args.results, "morphometry", result)
+
+
+if __name__ == "__main__":
+    main()
