@@ -1,0 +1,27 @@
+"""An ensemble of configurations (vfnet_find_best_configuration's choice): every member folder's folds in one list.
+
+The members must share the preprocessing section: each vertebra is cropped once and every member's folds grade
+that crop, so averaging the list averages the members (each contributes the same folds, hence the same weight).
+"""
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from vfnet.errors import CheckpointError
+from vfnet.inference.ensemble import load_fold_models
+from vfnet.planning.plans import load_plans
+
+
+def load_configuration_models(model_folders: list[Path], folds: list[int | str], checkpoint_name: str,
+                              plans: dict[str, Any]) -> list[torch.nn.Module]:
+    """Fold models of the first folder (whose `plans` the caller loaded) and of each further member."""
+    models = load_fold_models(model_folders[0], folds, checkpoint_name, plans)
+    for folder in model_folders[1:]:
+        member_plans = load_plans(folder / "plans.json")
+        if member_plans.get("preprocessing") != plans.get("preprocessing"):
+            raise CheckpointError(f"{folder / 'plans.json'} has another preprocessing section than "
+                                  f"{model_folders[0] / 'plans.json'}: an ensemble of configurations needs one crop "
+                                  f"per vertebra; rerun vfnet_find_best_configuration or predict with -tr/-p.")
+        models += load_fold_models(folder, folds, checkpoint_name, member_plans)
+    return models

@@ -1,0 +1,38 @@
+"""The candidates: every configuration alone, and every ensemble of two or more (the mean of their probabilities).
+
+Ensembles are formed only among configurations with the same preprocessing section: vfnet_predict crops each
+vertebra once and lets every member grade that crop. Configurations with other preprocessing still compete alone.
+"""
+from dataclasses import dataclass
+from itertools import combinations
+
+import numpy as np
+
+from vfnet.preprocessing.samples import preprocessing_signature
+from vfnet.selection.alignment import PooledPredictions
+from vfnet.selection.configurations import Configuration
+
+ENSEMBLE_JOIN = " + "
+
+
+@dataclass
+class Candidate:
+    members: tuple[str, ...]     # configuration names, in the order given
+    probabilities: np.ndarray    # (N, 4) out-of-fold, mean over the members
+
+    @property
+    def name(self) -> str:
+        return ENSEMBLE_JOIN.join(self.members)
+
+
+def enumerate_candidates(configurations: list[Configuration], pooled: PooledPredictions) -> list[Candidate]:
+    candidates = [Candidate((c.name,), pooled.probabilities[c.name]) for c in configurations]
+    groups: dict[str, list[str]] = {}
+    for configuration in configurations:
+        groups.setdefault(preprocessing_signature(configuration.plans["preprocessing"]), []).append(configuration.name)
+    for names in groups.values():
+        for size in range(2, len(names) + 1):
+            for members in combinations(names, size):
+                mean = np.mean([pooled.probabilities[name] for name in members], axis=0)
+                candidates.append(Candidate(members, mean))
+    return candidates
