@@ -36,20 +36,24 @@ class Cohort:
                 (sorted(set(self.cases[self.folds == fold].tolist())) for fold in FOLDS)]
 
 
+GRADE_PRIOR = np.array([0.55, 0.15, 0.15, 0.15])
+
+
 def make_cohort(num_patients: int = 100, seed: int = 0) -> Cohort:
     rng = np.random.default_rng(seed)
     cases = np.repeat([f"case{i:03d}" for i in range(num_patients)], len(LABELS))
-    grades = rng.choice(4, size=cases.size, p=[0.55, 0.15, 0.15, 0.15])
+    grades = rng.choice(4, size=cases.size, p=GRADE_PRIOR)
     folds = np.repeat(np.arange(num_patients) % len(FOLDS), len(LABELS))
     return Cohort(cases, np.tile(LABELS, num_patients), grades, folds)
 
 
 def model_probabilities(cohort: Cohort, seed: int, signal: float = 2.0, noise: float = 1.0,
                         sharpness: float = 1.0) -> np.ndarray:
-    """softmax(sharpness * (signal * onehot(grade) + noise * N(0, 1))): sharpness > 1 makes it over-confident."""
+    """A model that sees x = signal * onehot(grade) + noise * N(0, I) and outputs the exact posterior of the grade
+    (calibrated by construction) with its logits multiplied by `sharpness` (> 1: over-confident)."""
     rng = np.random.default_rng(seed)
-    logits = signal * np.eye(4)[cohort.grades] + noise * rng.standard_normal((cohort.grades.size, 4))
-    logits = sharpness * logits
+    x = signal * np.eye(4)[cohort.grades] + noise * rng.standard_normal((cohort.grades.size, 4))
+    logits = sharpness * (np.log(GRADE_PRIOR) + signal * x / noise ** 2)
     probabilities = np.exp(logits - logits.max(axis=1, keepdims=True))
     return probabilities / probabilities.sum(axis=1, keepdims=True)
 

@@ -117,7 +117,7 @@ def load_folds(folder: Path, allow_missing_folds: bool) -> tuple[list[FoldResult
         expected = validation_predictions_file(folder, missing[0])
         hint = "" if present else " No fold has predictions."
         raise VfnetError(f"Fold {missing[0]} is missing: {expected} does not exist (train and validate it, or pass "
-                         f"--allow_missing_folds to summarise the others).{hint}")
+                         f"--allow_missing_folds to use the others).{hint}")
     owner: dict[tuple[str, int], str] = {}
     for result in present:
         for key in result.keys:
