@@ -67,7 +67,8 @@ def write_configuration(results: Path, cohort: Cohort, probabilities: np.ndarray
     plans = {**tiny_plans(), "dataset_name": dataset, "plans_name": plans_name, **(plans_changes or {})}
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "plans.json").write_text(json.dumps(plans))
-    save_tiny_model(folder, list(folds), seed=checkpoint_seed, preprocessing=plans["preprocessing"], network=plans["network"])
+    save_tiny_model(folder, list(folds), seed=checkpoint_seed, preprocessing=plans["preprocessing"],
+                    network=plans["network"])
     fold_of = cohort.folds if fold_of is None else fold_of
     for fold in folds:
         rows = np.flatnonzero(fold_of == fold)

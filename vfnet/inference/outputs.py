@@ -14,7 +14,8 @@ from vfnet.errors import VfnetError
 from vfnet.fileio import read_json, write_json, write_text
 
 PREDICTION_COLUMNS = ("case", "vertebra", "level", "grade", "p0", "p1", "p2", "p3", "p_fracture", "fold_spread",
-                      "fracture", "entropy", "review", "anterior_mm", "middle_mm", "posterior_mm", "height_loss", "morphometric_grade", "note")
+                      "fracture", "entropy", "review", "anterior_mm", "middle_mm", "posterior_mm", "height_loss",
+                      "morphometric_grade", "note")
 PATIENT_COLUMNS = ("case", "patient", "vertebrae", "highest_grade", "fractured_levels", "unreliable_levels",
                    "max_p_fracture", "flagged_for_review")
 CASE_FORMAT = "vfnet-prediction-1"

@@ -1,7 +1,8 @@
 """The candidates: every configuration alone, and every ensemble of two or more (the mean of their probabilities).
 
-Ensembles are formed only among configurations with the same preprocessing section: vfnet_predict crops each
-vertebra once and lets every member grade that crop. Configurations with other preprocessing still compete alone.
+Ensembles are formed only among configurations with the same preprocessing section (vfnet_predict crops each
+vertebra once and lets every member grade that crop) whose out-of-fold predictions came from the same checkpoint
+name (vfnet_predict loads one per fold). The other configurations still compete alone.
 """
 from dataclasses import dataclass
 from itertools import combinations
@@ -25,12 +26,18 @@ class Candidate:
         return ENSEMBLE_JOIN.join(self.members)
 
 
+def ensemble_groups(configurations: list[Configuration]) -> list[list[str]]:
+    """Names of the configurations that may be ensembled with each other, one list per group."""
+    groups: dict[tuple[str, str], list[str]] = {}
+    for configuration in configurations:
+        key = (preprocessing_signature(configuration.plans["preprocessing"]), configuration.checkpoint)
+        groups.setdefault(key, []).append(configuration.name)
+    return list(groups.values())
+
+
 def enumerate_candidates(configurations: list[Configuration], pooled: PooledPredictions) -> list[Candidate]:
     candidates = [Candidate((c.name,), pooled.probabilities[c.name]) for c in configurations]
-    groups: dict[str, list[str]] = {}
-    for configuration in configurations:
-        groups.setdefault(preprocessing_signature(configuration.plans["preprocessing"]), []).append(configuration.name)
-    for names in groups.values():
+    for names in ensemble_groups(configurations):
         for size in range(2, len(names) + 1):
             for members in combinations(names, size):
                 mean = np.mean([pooled.probabilities[name] for name in members], axis=0)

@@ -8,6 +8,7 @@ from typing import Any
 from vfnet.fileio import write_json, write_text
 from vfnet.paths import selection_summary_folder
 from vfnet.selection import figures
+from vfnet.selection.candidates import ensemble_groups
 from vfnet.selection.result import Selection
 
 CURVE_COLUMNS = ("target_fraction", "entropy_threshold", "fraction_flagged", "kept", "macro_f1_kept",
@@ -75,6 +76,10 @@ def render(selection: Selection) -> str:
                                                             f"{gap['high']:+.3f})")
         lines.append(f"{mark} {scored.candidate.name:<{width}}  {scored.macro_f1:.3f} ({_ci(scored.interval)})  "
                      f"{versus}")
+    groups = ensemble_groups(selection.configurations)
+    if len(groups) > 1:
+        lines += ["", "Ensembles are formed only within these groups (same preprocessing section and checkpoint, so "
+                      "vfnet_predict crops each vertebra once): " + "; ".join(", ".join(g) for g in groups) + "."]
     calibration, review = selection.calibration, selection.review
     default, threshold = selection.default_operating_point, selection.fracture_threshold
     lines += ["", f"Chosen: {choice.chosen.candidate.name}: {choice.reason}.",
