@@ -32,7 +32,8 @@ def calibrate(probabilities: np.ndarray, temperature: float) -> np.ndarray:
 def normalised_entropy(probabilities: np.ndarray) -> np.ndarray:
     """Shannon entropy divided by ln 4: 0 for a certain grade, 1 for four equal probabilities."""
     p = np.clip(np.asarray(probabilities, dtype=np.float64), PROBABILITY_FLOOR, 1.0)
-    return -(p * np.log(p)).sum(axis=1) / np.log(NUM_GRADES)
+    # Clipped because rounding can push a uniform row a hair past 1, and thresholds are checked to lie in [0, 1].
+    return np.clip(-(p * np.log(p)).sum(axis=1) / np.log(NUM_GRADES), 0.0, 1.0)
 
 
 @dataclass(frozen=True)
