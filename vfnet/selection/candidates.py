@@ -1,15 +1,16 @@
 """The candidates: every configuration alone, and every ensemble of two or more (the mean of their probabilities).
 
-Ensembles are formed only among configurations with the same preprocessing section (vfnet_predict crops each
-vertebra once and lets every member grade that crop) whose out-of-fold predictions came from the same checkpoint
-name (vfnet_predict loads one per fold). The other configurations still compete alone.
+Ensembles are formed only among configurations that read the same inputs of a vertebra (preprocessing section and
+morphometric features: vfnet_predict crops and measures each vertebra once for all members, see
+vfnet.inference.configurations) and whose out-of-fold predictions came from the same checkpoint name (vfnet_predict
+loads one per fold). The other configurations still compete alone.
 """
 from dataclasses import dataclass
 from itertools import combinations
 
 import numpy as np
 
-from vfnet.preprocessing.samples import preprocessing_signature
+from vfnet.inference.configurations import member_inputs
 from vfnet.selection.alignment import PooledPredictions
 from vfnet.selection.configurations import Configuration
 
@@ -30,7 +31,7 @@ def ensemble_groups(configurations: list[Configuration]) -> list[list[str]]:
     """Names of the configurations that may be ensembled with each other, one list per group."""
     groups: dict[tuple[str, str], list[str]] = {}
     for configuration in configurations:
-        key = (preprocessing_signature(configuration.plans["preprocessing"]), configuration.checkpoint)
+        key = (member_inputs(configuration.plans), configuration.checkpoint)
         groups.setdefault(key, []).append(configuration.name)
     return list(groups.values())
 

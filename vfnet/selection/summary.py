@@ -78,8 +78,8 @@ def render(selection: Selection) -> str:
                      f"{versus}")
     groups = ensemble_groups(selection.configurations)
     if len(groups) > 1:
-        lines += ["", "Ensembles are formed only within these groups (same preprocessing section and checkpoint, so "
-                      "vfnet_predict crops each vertebra once): " + "; ".join(", ".join(g) for g in groups) + "."]
+        lines += ["", "Ensembles are formed only within these groups (same preprocessing, morphometric features and "
+                      "checkpoint, so vfnet_predict crops each vertebra once for all members): " + "; ".join(", ".join(g) for g in groups) + "."]
     calibration, review = selection.calibration, selection.review
     default, threshold = selection.default_operating_point, selection.fracture_threshold
     lines += ["", f"Chosen: {choice.chosen.candidate.name}: {choice.reason}.",
