@@ -12,6 +12,7 @@ COMMANDS = {
     "vfnet_predict": "vfnet.cli.predict:entry",
     "vfnet_evaluate": "vfnet.cli.evaluate:entry",
     "vfnet_cv_summary": "vfnet.cli.cv_summary:entry",
+    "vfnet_find_best_configuration": "vfnet.cli.find_best_configuration:entry",
     "vfnet_demo": "vfnet.cli.demo:entry",
 }
 

@@ -106,7 +106,8 @@ def test_tables_and_reuse_of_complete_cases(tmp_path):
     with open(tmp_path / "patients.csv") as handle:
         patients = list(csv.DictReader(handle))
     assert patients == [{"case": "a", "patient": "a", "vertebrae": "3", "highest_grade": "2",
-                         "fractured_levels": "L1", "unreliable_levels": "T12", "max_p_fracture": "0.9"}]
+                         "fractured_levels": "L1", "unreliable_levels": "T12", "max_p_fracture": "0.9",
+                         "flagged_for_review": ""}]
     assert load_complete_case(tmp_path, "a", settings) == record
     assert load_complete_case(tmp_path, "a", {**settings, "checkpoint": "checkpoint_best"}) is None
     (tmp_path / "a.json").write_text('{"format": "vfnet-prediction-1", "case": "a", "vert')  # torn file

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "vfnet"
-STAGES = ("planning", "preprocessing", "training", "inference", "evaluation")
+STAGES = ("planning", "preprocessing", "training", "inference", "evaluation", "selection")
 LOWER = ("model", "dataset", "paths", "fileio", "errors", "labels")
 
 
@@ -39,13 +39,18 @@ def test_stages_import_neither_cli_nor_orchestration():
     assert _offending(STAGES, ("cli", "plan_and_preprocess")) == []
 
 
-@pytest.mark.parametrize("stage", ["inference", "evaluation", "planning", "preprocessing"])
+@pytest.mark.parametrize("stage", ["inference", "evaluation", "planning", "preprocessing", "selection"])
 def test_only_training_imports_training(stage):
     assert _offending((stage,), ("training",)) == []
 
 
 def test_training_does_not_import_inference():
     assert _offending(("training",), ("inference",)) == []
+
+
+def test_inference_does_not_import_selection():
+    # selection fits with inference's functions (decisions.py); the reverse would make a cycle.
+    assert _offending(("inference",), ("selection",)) == []
 
 
 def test_the_moved_modules_left_no_shims():

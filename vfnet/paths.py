@@ -82,3 +82,28 @@ def model_folders_for_plans(dataset_folder: Path, plans_name: str) -> list[Path]
 
 def fold_folder(model_folder_path: Path, fold: int | str) -> Path:
     return Path(model_folder_path) / f"fold_{fold}"
+
+
+def model_folders(dataset_results_folder: Path) -> list[Path]:
+    """Every `<trainer>__<plans>` folder of a results dataset folder."""
+    folder = Path(dataset_results_folder)
+    return sorted(path for path in folder.glob(f"*{MODEL_FOLDER_SEPARATOR}*") if path.is_dir()) \
+        if folder.is_dir() else []
+
+
+def validation_predictions_file(model_folder_path: Path, fold: int | str) -> Path:
+    """A fold's out-of-fold predictions, written by the trainer: fold_N/validation/predictions.csv."""
+    return fold_folder(model_folder_path, fold) / "validation" / "predictions.csv"
+
+
+# What vfnet_find_best_configuration writes into $vfnet_results/DatasetXXX_Name/ and vfnet_predict -d reads.
+INFERENCE_INSTRUCTIONS_FILE = "inference_instructions.json"
+SELECTION_SUMMARY_FOLDER = "configuration_selection"
+
+
+def inference_instructions_file(dataset_results_folder: Path) -> Path:
+    return Path(dataset_results_folder) / INFERENCE_INSTRUCTIONS_FILE
+
+
+def selection_summary_folder(dataset_results_folder: Path) -> Path:
+    return Path(dataset_results_folder) / SELECTION_SUMMARY_FOLDER

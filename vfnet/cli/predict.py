@@ -2,15 +2,18 @@
 import argparse
 import sys
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 from vfnet.cli.common import add_debug_flag, run_cli
 from vfnet.errors import VfnetError
 from vfnet.inference.vertebra_sources import LABEL_FORMATS
-from vfnet.paths import dataset_folder_name, model_folder, results_folder
+from vfnet.paths import (INFERENCE_INSTRUCTIONS_FILE, dataset_folder_name, inference_instructions_file, model_folder,
+                         results_folder)
 
 DEFAULT_TRAINER = "vfnetTrainer"
 DEFAULT_PLANS = "vfnetPlans"
+DEFAULT_FOLDS = ["0", "1", "2", "3", "4"]
+DEFAULT_CHECKPOINT = "checkpoint_final"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -26,12 +29,16 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_argument("-d", dest="dataset", help="dataset id or name, e.g. 1 or Dataset001_Spine")
     model.add_argument("-m", dest="model_folder", type=Path,
                        help="a model folder <trainer>__<plans>/ with plans.json and fold_N/ (instead of -d)")
-    parser.add_argument("-f", dest="folds", nargs="+", default=["0", "1", "2", "3", "4"],
-                        help="folds to ensemble (default: 0 1 2 3 4; 'all' for a model trained on all data)")
-    parser.add_argument("-tr", dest="trainer", default=DEFAULT_TRAINER, help=f"trainer name (default {DEFAULT_TRAINER})")
-    parser.add_argument("-p", dest="plans", default=DEFAULT_PLANS, help=f"plans name (default {DEFAULT_PLANS})")
-    parser.add_argument("-chk", dest="checkpoint", default="checkpoint_final",
-                        choices=("checkpoint_final", "checkpoint_best"), help="checkpoint of each fold to use")
+    parser.add_argument("-f", dest="folds", nargs="+", default=None,
+                        help="folds to ensemble (default: 0 1 2 3 4, or those of the inference instructions; 'all' "
+                             "for a model trained on all data)")
+    parser.add_argument("-tr", dest="trainer", default=None,
+                        help=f"trainer name (default {DEFAULT_TRAINER}; with -d and neither -tr nor -p, the "
+                             f"configuration of inference_instructions.json where vfnet_find_best_configuration "
+                             f"wrote one)")
+    parser.add_argument("-p", dest="plans", default=None, help=f"plans name (default {DEFAULT_PLANS})")
+    parser.add_argument("-chk", dest="checkpoint", default=None, choices=("checkpoint_final", "checkpoint_best"),
+                        help="checkpoint of each fold to use (default checkpoint_final, or the instructions' one)")
     sources = parser.add_mutually_exclusive_group()
     sources.add_argument("--masks", type=Path, help="folder (or file, for one CT) of vertebra masks")
     sources.add_argument("--centroids", type=Path, help="folder (or file, for one CT) of VerSe centroid JSONs")
@@ -54,10 +61,48 @@ def model_folder_from_args(args: argparse.Namespace) -> Path:
         folder = args.model_folder
     else:
         base = results_folder()
-        folder = model_folder(dataset_folder_name(base, args.dataset), args.trainer, args.plans, base)
+        folder = model_folder(dataset_folder_name(base, args.dataset), args.trainer or DEFAULT_TRAINER,
+                              args.plans or DEFAULT_PLANS, base)
+    _check_model_folder(folder)
+    return folder
+
+
+def _check_model_folder(folder: Path) -> None:
     if not (folder / "plans.json").is_file():
         raise VfnetError(f"Model folder {folder} has no plans.json: train the model first or check -d/-tr/-p/-m.")
-    return folder
+
+
+def instructions_from_args(args: argparse.Namespace) -> dict[str, Any] | None:
+    """inference_instructions.json of -d's dataset, used when neither -tr, -p nor -m names a model."""
+    if args.dataset is None or args.trainer is not None or args.plans is not None:
+        return None
+    from vfnet.selection.instructions import read_instructions
+    base = results_folder()
+    dataset_name = dataset_folder_name(base, args.dataset)
+    path = inference_instructions_file(base / dataset_name)
+    return read_instructions(path, dataset_name) if path.is_file() else None
+
+
+def model_choice(args: argparse.Namespace) -> dict[str, Any]:
+    """PredictSettings' model fields: from the flags, or from the inference instructions (-f and -chk override)."""
+    instructions = instructions_from_args(args)
+    if instructions is None:
+        return {"model_folder": model_folder_from_args(args), "folds": parse_folds(args.folds or DEFAULT_FOLDS),
+                "checkpoint_name": args.checkpoint or DEFAULT_CHECKPOINT}
+    from vfnet.selection.instructions import decisions, member_folders
+    folders = member_folders(instructions, results_folder())
+    for folder in folders:
+        _check_model_folder(folder)
+    choice = {"model_folder": folders[0], "ensemble_members": folders[1:],
+              "folds": parse_folds(args.folds) if args.folds else list(instructions["folds"]),
+              "checkpoint_name": args.checkpoint or instructions["checkpoint"], "decisions": decisions(instructions)}
+    threshold = instructions.get("fracture_threshold")
+    print(f"Using {INFERENCE_INSTRUCTIONS_FILE} of {instructions['dataset']} (written by "
+          f"vfnet_find_best_configuration; -tr/-p override it): {instructions['configuration']}, folds "
+          f"{' '.join(map(str, choice['folds']))}, {choice['checkpoint_name']}, calibration temperature "
+          f"{choice['decisions'].temperature:.3f}, fracture = "
+          + (f"p_fracture >= {threshold['threshold']:.4f}." if threshold else "grade >= 1."))
+    return choice
 
 
 def parse_folds(values: list[str]) -> list[int | str]:
@@ -77,8 +122,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Imported here so `--help` stays fast and does not load torch.
     from vfnet.inference.predictor import PredictSettings, run_prediction
     _check_device(args.device)
-    settings = PredictSettings(model_folder=model_folder_from_args(args), folds=parse_folds(args.folds),
-                               checkpoint_name=args.checkpoint, mirror=not args.disable_tta, device=args.device,
+    settings = PredictSettings(**model_choice(args), mirror=not args.disable_tta, device=args.device,
                                label_format=args.label_format, masks=args.masks, centroids=args.centroids,
                                overwrite=args.overwrite, continue_on_error=args.continue_on_error)
     run = run_prediction(args.input, args.output, settings)

@@ -18,7 +18,8 @@ from vfnet.evaluation.metrics import classification_metrics
 from vfnet.evaluation.report import FigureEntry, per_fold_table, summarise, write_classification_figures, write_report
 from vfnet.evaluation.tables import read_predictions
 from vfnet.fileio import read_json, write_json
-from vfnet.paths import dataset_folder_name, fold_folder, model_folder_name, model_folders_for_plans, results_folder
+from vfnet.paths import (dataset_folder_name, fold_folder, model_folder_name, model_folders_for_plans, results_folder,
+                         validation_predictions_file)
 
 NUM_FOLDS = 5
 SEPARABILITY = ("silhouette score of the embeddings grouped by reference grade, cosine distance "
@@ -108,15 +109,15 @@ def _silhouette(embedding: np.ndarray, reference: np.ndarray) -> float | None:
 def load_folds(folder: Path, allow_missing_folds: bool) -> tuple[list[FoldResult], list[int]]:
     present, missing = [], []
     for fold in range(NUM_FOLDS):
-        if (fold_folder(folder, fold) / "validation" / "predictions.csv").is_file():
+        if validation_predictions_file(folder, fold).is_file():
             present.append(_load_fold(folder, str(fold)))
         else:
             missing.append(fold)
     if missing and (not allow_missing_folds or not present):
-        expected = fold_folder(folder, missing[0]) / "validation" / "predictions.csv"
+        expected = validation_predictions_file(folder, missing[0])
         hint = "" if present else " No fold has predictions."
         raise VfnetError(f"Fold {missing[0]} is missing: {expected} does not exist (train and validate it, or pass "
-                         f"--allow_missing_folds to summarise the others).{hint}")
+                         f"--allow_missing_folds to use the others).{hint}")
     owner: dict[tuple[str, int], str] = {}
     for result in present:
         for key in result.keys:

@@ -14,9 +14,10 @@ from vfnet.errors import VfnetError
 from vfnet.fileio import read_json, write_json, write_text
 
 PREDICTION_COLUMNS = ("case", "vertebra", "level", "grade", "p0", "p1", "p2", "p3", "p_fracture", "fold_spread",
-                      "anterior_mm", "middle_mm", "posterior_mm", "height_loss", "morphometric_grade", "note")
+                      "fracture", "entropy", "review", "anterior_mm", "middle_mm", "posterior_mm", "height_loss",
+                      "morphometric_grade", "note")
 PATIENT_COLUMNS = ("case", "patient", "vertebrae", "highest_grade", "fractured_levels", "unreliable_levels",
-                   "max_p_fracture")
+                   "max_p_fracture", "flagged_for_review")
 CASE_FORMAT = "vfnet-prediction-1"
 FAILURE_COLUMNS = ("case", "error")
 CUT_NOTE = "cut by the field of view: grade unreliable"
@@ -110,7 +111,13 @@ def _patient_row(record: dict[str, Any]) -> dict[str, Any]:
     return {"case": record["case"], "patient": record["case"], "vertebrae": len(record["vertebrae"]),
             "highest_grade": record["highest_grade"], "fractured_levels": " ".join(record["fractured_levels"]),
             "unreliable_levels": " ".join(record["unreliable_levels"]),
-            "max_p_fracture": max(p_fracture, default=None)}
+            "max_p_fracture": max(p_fracture, default=None), "flagged_for_review": _flagged(record["vertebrae"])}
+
+
+def _flagged(rows: list[dict[str, Any]]) -> int | None:
+    """How many vertebrae have review = true; None (an empty cell) where review was not assessed."""
+    assessed = [row["review"] for row in rows if row.get("review") is not None]
+    return sum(assessed) if assessed else None
 
 
 def _csv_text(columns: tuple[str, ...], rows: list[dict[str, Any]]) -> str:
@@ -125,6 +132,8 @@ def _csv_text(columns: tuple[str, ...], rows: list[dict[str, Any]]) -> str:
 def _cell(value: Any) -> Any:
     if value is None:
         return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
     if isinstance(value, float):
         return f"{value:.6g}"
     return value

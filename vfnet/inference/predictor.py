@@ -16,7 +16,9 @@ import SimpleITK as sitk
 from vfnet.dataset.image_io import check_finite, orientation_code, read_image
 from vfnet.errors import VfnetError
 from vfnet.fileio import remove_stale_temporaries
-from vfnet.inference.ensemble import FoldEnsemble, checkpoint_path, load_fold_models
+from vfnet.inference.configurations import load_configuration_models
+from vfnet.inference.decisions import Decisions
+from vfnet.inference.ensemble import FoldEnsemble, checkpoint_path
 from vfnet.inference.inputs import InputCase, discover_cases
 from vfnet.inference.model_levels import describe_levels, trained_levels
 from vfnet.inference.outputs import (case_remarks, field_of_view_note, load_complete_case, make_case_record,
@@ -46,15 +48,24 @@ class PredictSettings:
     centroids: Path | None = None    # folder or file of VerSe centroid JSONs
     overwrite: bool = False
     continue_on_error: bool = False  # keep going after a failing case (it is listed in failures.csv)
+    ensemble_members: list[Path] = field(default_factory=list)   # further model folders (ensemble of configurations)
+    decisions: Decisions = field(default_factory=Decisions)      # calibration, fracture threshold, review flag
 
     def signature(self) -> dict[str, Any]:
         """What a case's result depends on: a rerun with the same signature may reuse it."""
         checkpoints = {str(fold): checkpoint_path(self.model_folder, fold, self.checkpoint_name).stat().st_mtime_ns
                        for fold in self.folds}
-        return {"model_folder": str(self.model_folder.resolve()), "checkpoint": self.checkpoint_name,
-                "checkpoint_mtimes": checkpoints, "tta_mirror": self.mirror, "label_format": self.label_format,
-                "masks": str(self.masks) if self.masks else None,
-                "centroids": str(self.centroids) if self.centroids else None}
+        signature = {"model_folder": str(self.model_folder.resolve()), "checkpoint": self.checkpoint_name,
+                     "checkpoint_mtimes": checkpoints, "tta_mirror": self.mirror, "label_format": self.label_format,
+                     "masks": str(self.masks) if self.masks else None,
+                     "centroids": str(self.centroids) if self.centroids else None}
+        if self.ensemble_members:
+            signature["ensemble_members"] = {
+                str(folder.resolve()): [checkpoint_path(folder, fold, self.checkpoint_name).stat().st_mtime_ns
+                                        for fold in self.folds] for folder in self.ensemble_members}
+        if self.decisions != Decisions():
+            signature["decisions"] = self.decisions.as_dict()
+        return signature
 
 
 @dataclass
@@ -67,8 +78,9 @@ class PredictionRun:
 def run_prediction(input_path: Path, output_folder: Path, settings: PredictSettings) -> PredictionRun:
     cases = discover_cases(input_path)
     plans = load_plans(settings.model_folder / "plans.json")
-    ensemble = FoldEnsemble(load_fold_models(settings.model_folder, settings.folds, settings.checkpoint_name, plans),
-                            mirror=settings.mirror, device=settings.device)
+    models = load_configuration_models([settings.model_folder, *settings.ensemble_members], settings.folds,
+                                       settings.checkpoint_name, plans)
+    ensemble = FoldEnsemble(models, mirror=settings.mirror, device=settings.device)
     signature = settings.signature()
     levels = trained_levels(settings.model_folder)
     remove_stale_temporaries(output_folder)   # left by a run killed mid-write
@@ -132,10 +144,11 @@ def predict_case(case: InputCase, ensemble: FoldEnsemble, plans: dict[str, Any],
         else None
     ensemble_output = ensemble.predict(np.stack([crops[label][0] for label in labels]), morphometry)
     min_fraction = float(plans["training"].get("min_fraction_in_view", MIN_FRACTION_IN_VIEW))
+    calibrated = settings.decisions.calibrate(ensemble_output.probabilities)
     rows = [_vertebra_row(case.case_id, label, crops[label], probabilities, spread, label in source.cut_labels,
                           min_fraction)
-            for label, probabilities, spread in zip(labels, ensemble_output.probabilities,
-                                                    ensemble_output.fold_spread)]
+            for label, probabilities, spread in zip(labels, calibrated, ensemble_output.fold_spread)]
+    settings.decisions.annotate(rows)
     source_info = {"image": str(case.image), "orientation": orientation_code(image),
                    "spacing": list(reversed(image.GetSpacing())), "vertebrae_from": source.description,
                    "folds": [str(fold) for fold in settings.folds],
