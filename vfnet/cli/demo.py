@@ -30,7 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--cases", type=int, default=24, help="synthetic training CTs (default 24)")
     parser.add_argument("--new_cases", type=int, default=4, help="unseen synthetic CTs to predict (default 4)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the synthetic data (default 0)")
-    # The cpu budget plans ~4 min per fold for a benchmark-sized dataset; the demo trains shorter to finish in
+    # The cpu budget plans ~5.5 min per fold for a benchmark-sized dataset; the demo trains shorter to finish in
     # under 10 minutes on two cores. Pass --epochs 0 to train as long as the plan says.
     parser.add_argument("--epochs", type=int, default=12,
                         help="override the plan's epochs (default 12; 0 = the plan's)")
