@@ -3,7 +3,8 @@
 Layout: strided stem (early downsampling, because full-resolution convolutions dominate CPU cost), residual
 stages, global average pooling, then two heads on the pooled features: a linear classifier for the four Genant
 grades and an MLP projection head whose L2-normalised output feeds the supervised contrastive loss. When the plan
-lists `morphometric_features`, a small branch maps the measured Genant ratios into the classifier's input.
+lists `morphometric_features`, a small branch maps the measured Genant ratios into the classifier's input, and
+`genant_prior` adds Genant's thresholds on the measured height loss to the logits (genant_prior.py).
 GroupNorm keeps the network independent of the batch size (balanced batches are small and the last stage can
 be 1 voxel wide, where InstanceNorm is undefined).
 """
@@ -12,6 +13,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from vfnet.model.genant_prior import GenantPrior
 
 from vfnet.errors import PlanError
 
@@ -53,7 +56,8 @@ class ResidualBlock(nn.Module):
 class VertebraClassifier(nn.Module):
     def __init__(self, in_channels: int, num_classes: int, stem_channels: int, stem_stride: int,
                  stage_channels: list[int], blocks_per_stage: list[int], stage_strides: list[int],
-                 projection_dim: int, dropout: float = 0.0, morphometric_features: int = 0):
+                 projection_dim: int, dropout: float = 0.0, morphometric_features: int = 0,
+                 genant_prior: dict[str, Any] | None = None):
         super().__init__()
         self.stem = nn.Sequential(
             nn.Conv3d(in_channels, stem_channels, 3, stride=stem_stride, padding=1, bias=False),
@@ -74,6 +78,8 @@ class VertebraClassifier(nn.Module):
         self.morphometry = nn.Sequential(nn.Linear(2 * self.morphometric_features, branch_width),
                                          nn.LeakyReLU(0.01)) if branch_width else None
         self.classifier = nn.Linear(channels + branch_width, num_classes)
+        self.genant_prior = GenantPrior(num_features=self.morphometric_features, **genant_prior) \
+            if genant_prior and self.morphometric_features else None
         self.projection = nn.Sequential(nn.Linear(channels, channels), nn.ReLU(inplace=True),
                                         nn.Linear(channels, projection_dim))
 
@@ -89,6 +95,8 @@ class VertebraClassifier(nn.Module):
                 morphometry = features.new_zeros(features.shape[0], 2 * self.morphometric_features)
             classifier_input = torch.cat([classifier_input, self.morphometry(morphometry.to(features.dtype))], dim=1)
         logits = self.classifier(self.dropout(classifier_input))
+        if self.genant_prior is not None:
+            logits = logits + self.genant_prior(morphometry.to(logits.dtype))
         embedding = F.normalize(self.projection(features), dim=1)
         return {"logits": logits, "features": features, "embedding": embedding}
 
@@ -118,6 +126,7 @@ def build_network(network_plan: dict[str, Any]) -> VertebraClassifier:
             stage_strides=[int(v) for v in network_plan["stage_strides"]],
             projection_dim=int(network_plan["projection_dim"]),
             dropout=float(network_plan.get("dropout", 0.0)),
-            morphometric_features=len(network_plan.get("morphometric_features", []))).to(memory_format=MEMORY_FORMAT)
+            morphometric_features=len(network_plan.get("morphometric_features", [])),
+            genant_prior=network_plan.get("genant_prior")).to(memory_format=MEMORY_FORMAT)
     except (TypeError, ValueError) as error:
         raise PlanError(f"The plan's network section holds an invalid value: {error}.") from None

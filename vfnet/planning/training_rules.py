@@ -3,7 +3,9 @@ mask-error augmentation and the collapse guard. Each returns plan entries and wr
 import math
 from typing import Any
 
-from vfnet.morphometry.genant import FEATURE_NAMES
+from vfnet.morphometry.genant import FEATURE_NAMES, FEATURE_SCALE, GENANT_THRESHOLDS
+
+PRIOR_WIDTH = 0.02                 # 2 % of height loss: the soft edge of each Genant threshold
 
 MORPHOMETRY_DROPOUT = 0.2          # fraction of training samples shown without their measured ratios
 AVERAGING_START_FRACTION = 0.5     # weight averaging covers the second half of training ...
@@ -23,7 +25,15 @@ def morphometric_branch(reasons: dict[str, str]) -> dict[str, Any]:
         "vertebra's own axis, endplates refined on the image) give the head those ratios directly. Cross-validated "
         "on the phantom benchmark the measured height loss alone reached macro-F1 0.72 (documentation/"
         "benchmarks.md).")
-    return {"morphometric_features": list(FEATURE_NAMES)}
+    reasons["network.genant_prior"] = (
+        "Genant's thresholds (20/25/40 % height loss) on the measured height loss, as a learnable cumulative-link "
+        "layer whose log-probabilities are added to the logits: the network starts from the radiologist's rule "
+        "instead of relearning thresholds from a few dozen mild fractures (a head trained on the same six "
+        "ratios, cross-validated on the phantom benchmark, reached macro-F1 0.63-0.69 against the rule's 0.73).")
+    prior = {"feature_index": FEATURE_NAMES.index("height_loss"),
+             "thresholds": [round(t / FEATURE_SCALE, 4) for t in GENANT_THRESHOLDS],
+             "width": round(PRIOR_WIDTH / FEATURE_SCALE, 4)}
+    return {"morphometric_features": list(FEATURE_NAMES), "genant_prior": prior}
 
 
 def protection(epochs: int, iterations: int, reasons: dict[str, str]) -> dict[str, Any]:
