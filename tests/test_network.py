@@ -43,3 +43,16 @@ def test_batch_size_one_works_in_training_mode():
 def test_bad_network_plans_raise_plan_error(change):
     with pytest.raises(PlanError):
         build_network({**PLAN, **change})
+
+
+def test_genant_prior_follows_the_thresholds_and_ignores_unavailable_measurements():
+    from vfnet.model.genant_prior import GenantPrior
+
+    prior = GenantPrior(feature_index=1, num_features=2, thresholds=[1.0, 1.25, 2.0], width=0.1)
+    losses = torch.tensor([0.5, 1.12, 1.6, 3.0])           # 10 %, 22 %, 32 %, 60 % height loss (scaled by 0.2)
+    morphometry = torch.zeros(5, 4)
+    morphometry[:4, 1], morphometry[:4, 3] = losses, 1.0    # feature 1 and its availability flag
+    morphometry[4, 1] = 3.0                                 # a value without its availability flag
+    log_probabilities = prior(morphometry)
+    assert log_probabilities[:4].argmax(dim=1).tolist() == [0, 1, 2, 3]
+    assert torch.equal(log_probabilities[4], torch.zeros(4))
