@@ -86,3 +86,19 @@ def test_mirroring_flips_left_right_only():
     batch = torch.randn(3, 2, 8, 10, 12)
     out = BatchAugmenter({"mirror_left_right": True, "probabilities": ALL_ON})(batch)
     assert torch.equal(out, batch.flip(-1))
+
+
+def test_mask_errors_erode_dilate_and_shift_only_the_mask_channel():
+    torch.manual_seed(0)
+    batch = torch.zeros(8, 2, 16, 16, 16)
+    batch[:, 0] = torch.randn(8, 16, 16, 16)
+    batch[:, 1, 5:11, 5:11, 5:11] = 1.0
+    config = {"mask_shift_voxels": 1, "probabilities": {"mask_morphology": 1.0, "mask_shift": 0.0}}
+    augmenter = BatchAugmenter(config)
+    out = augmenter(batch)
+    torch.testing.assert_close(out[:, 0], batch[:, 0])           # the CT is untouched
+    sizes = out[:, 1].sum(dim=(1, 2, 3))
+    assert set(torch.unique(out[:, 1]).tolist()) <= {0.0, 1.0}
+    assert set(sizes.tolist()) <= {4.0 ** 3, 8.0 ** 3} and len(set(sizes.tolist())) == 2   # eroded and dilated
+    shifted = BatchAugmenter({"mask_shift_voxels": 1, "probabilities": {"mask_shift": 1.0}})(batch)
+    assert torch.equal(shifted[:, 1].sum(dim=(1, 2, 3)), batch[:, 1].sum(dim=(1, 2, 3)))
