@@ -6,6 +6,7 @@ from typing import Sequence
 
 from vfnet import paths
 from vfnet.cli.common import add_debug_flag, run_cli
+from vfnet.devices import DEVICE_CHOICES, choose_device
 from vfnet.errors import VfnetError
 from vfnet.planning.plans import apply_overrides, load_plans
 from vfnet.training.trainer import DEFAULT_TRAINER, TrainingRun, train
@@ -24,7 +25,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="name of the results folder's trainer part (the loop itself is fixed; use a new name "
                              "for runs with --override so they do not overwrite each other)")
     parser.add_argument("--c", dest="resume", action="store_true", help="continue from checkpoint_latest")
-    parser.add_argument("-device", "--device", choices=("cpu", "cuda", "mps"), default="cpu")
+    parser.add_argument("-device", "--device", choices=DEVICE_CHOICES, default="auto",
+                        help="auto (default): a CUDA GPU, else Apple MPS, else the CPU; the choice is printed")
     parser.add_argument("--override", nargs="+", default=[], metavar="KEY=VALUE",
                         help="change plan values for this run, e.g. training.supcon_weight=0")
     parser.add_argument("--num_gpus", type=int, default=1,
@@ -61,8 +63,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     overrides += [f"training.iterations_per_epoch={args.iterations}"] if args.iterations is not None else []
     plans = apply_overrides(load_plans(dataset_folder / f"{args.plans}.json"), overrides)
     output_folder = paths.model_folder(dataset_name, args.trainer, args.plans)
+    device, reason = choose_device(args.device)
+    print(f"vfnet_train: training on {device} ({reason}).", flush=True)
     run = TrainingRun(dataset_folder=dataset_folder, output_folder=output_folder, plans=plans, fold=fold,
-                      trainer_name=args.trainer, device=args.device, resume=args.resume,
+                      trainer_name=args.trainer, device=device, resume=args.resume,
                       deterministic=args.deterministic, compile=args.compile, seed=args.seed)
     train(run, args.num_gpus)
     print(f"vfnet_train: fold {fold} finished; results in {run.fold_folder}")

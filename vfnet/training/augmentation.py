@@ -40,6 +40,9 @@ class BatchAugmenter:
         return torch.cat([ct, mask], dim=1)
 
     # --- spatial -------------------------------------------------------------------------------------------
+    # Random parameters are drawn on the host on purpose, whatever device the batch is on: the per-sample
+    # decisions (`any()`, index lists) then need no GPU synchronisation, the draws are the same stream on every
+    # device, and only the few per-sample values that meet the batch are copied to its device.
     def _chosen(self, name: str, count: int) -> torch.Tensor:
         return torch.rand(count) < self.probabilities[name]
 
@@ -61,8 +64,9 @@ class BatchAugmenter:
             mask = (F.grid_sample(mask, grid, mode="bilinear", padding_mode="zeros", align_corners=False) > 0.5)
             mask = mask.to(ct.dtype)
         if self.config.get("mirror_left_right", False):
-            flip = self._chosen("mirror", count).to(ct.device)
+            flip = self._chosen("mirror", count)
             if bool(flip.any()):
+                flip = flip.to(ct.device)
                 ct = torch.where(flip[:, None, None, None, None], ct.flip(-1), ct)
                 mask = torch.where(flip[:, None, None, None, None], mask.flip(-1), mask)
         return ct, mask
@@ -84,9 +88,9 @@ class BatchAugmenter:
         """A segmentation model's masks are a voxel or two off: erode or dilate by one voxel, shift by up to
         `mask_shift_voxels`, so the network does not lean on the exact outline of the mask channel."""
         count = mask.shape[0]
-        chosen = self._chosen("mask_morphology", count).to(mask.device) if "mask_morphology" in self.probabilities \
-            else None
+        chosen = self._chosen("mask_morphology", count) if "mask_morphology" in self.probabilities else None
         if chosen is not None and bool(chosen.any()):
+            chosen = chosen.to(mask.device)
             dilate = (torch.rand(count) < 0.5).to(mask.device)
             dilated = F.max_pool3d(mask, 3, stride=1, padding=1)
             eroded = 1.0 - F.max_pool3d(1.0 - mask, 3, stride=1, padding=1)
@@ -155,7 +159,7 @@ def drop_morphometry(morphometry: torch.Tensor, probability: float) -> torch.Ten
     network also learns to grade without it, as it must for centroid input or an unmeasurable body."""
     if probability <= 0:
         return morphometry
-    keep = (torch.rand(morphometry.shape[0], 1) >= probability).to(morphometry.dtype)
+    keep = (torch.rand(morphometry.shape[0], 1) >= probability).to(morphometry)
     return morphometry * keep
 
 
