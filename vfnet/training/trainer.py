@@ -99,7 +99,7 @@ def _seed(run: TrainingRun, rank: int, attempt: int = 0) -> int:
     return seed
 
 
-def _mixed_precision(device: torch.device) -> tuple[torch.dtype | None, torch.amp.GradScaler]:
+def mixed_precision(device: torch.device) -> tuple[torch.dtype | None, torch.amp.GradScaler]:
     """AMP only on CUDA (bf16 where supported, else fp16 with a scaler): bf16 on CPU measured ~40× slower."""
     if device.type != "cuda":
         return None, torch.amp.GradScaler("cpu", enabled=False)
@@ -195,7 +195,7 @@ def _train_attempt(run: TrainingRun, rank: int, world_size: int, attempt: int, t
     averaging = training.get("weight_averaging")
     averager = WeightAverage(raw_model, averaging["decay"], int(averaging["start_fraction"] * epochs * iterations)) \
         if averaging else None
-    amp_dtype, scaler = _mixed_precision(device)
+    amp_dtype, scaler = mixed_precision(device)
     log, start_epoch, best_metric = empty_log(), 0, -math.inf
     log["lines"] = lines
     latest = run.fold_folder / "checkpoint_latest.pth"
