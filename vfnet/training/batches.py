@@ -32,8 +32,8 @@ class BatchSource:
         self.nbytes = int(samples.arrays.nbytes)
         free = _free_bytes(device)
         self.resident = fits_on_device(self.nbytes, free) if resident is None else resident
-        self.description = (f"crops resident on {device} ({self.nbytes / 2**20:.0f} MB)" if self.resident else
-                            f"crops gathered in host memory ({self.nbytes / 2**20:.0f} MB" +
+        self.description = (f"Crops resident on {device} ({self.nbytes / 2**20:.0f} MB)" if self.resident else
+                            f"Crops gathered in host memory ({self.nbytes / 2**20:.0f} MB" +
                             (f", more than {RESIDENT_FRACTION:.0%} of the {free / 2**20:.0f} MB free on {device})"
                              if device.type == "cuda" else ")"))
         if self.resident:

@@ -87,7 +87,7 @@ def measure_training(plans: dict[str, Any], device_type: str) -> dict[str, Any]:
     def steps(count: int, first: int) -> None:
         batches = [sampler.epoch_batches(first + i)[0] for i in range(count)]
         run_epoch(model, batches, source, augmenter, loss_function, optimizer, schedule, scaler, amp_dtype, device,
-                  training, "measuring")
+                  training, "measuring", show_progress=False)
         _synchronize(device)
 
     steps(WARMUP_STEPS.get(device.type, 1), 0)

@@ -112,7 +112,7 @@ def run_epoch(model: torch.nn.Module, batches: list[np.ndarray], source: BatchSo
               schedule: WarmupDecaySchedule, scaler: torch.amp.GradScaler, amp_dtype: torch.dtype | None,
               device: torch.device, training: dict[str, Any], description: str,
               averager: WeightAverage | None = None, raw_model: torch.nn.Module | None = None,
-              first_step: int = 0) -> dict[str, float]:
+              first_step: int = 0, show_progress: bool = True) -> dict[str, float]:
     """One epoch of optimisation steps; returns the mean loss terms."""
     model.train()
     # λ = 0: the second view would only feed SupCon, so it is not computed at all.
@@ -121,7 +121,7 @@ def run_epoch(model: torch.nn.Module, batches: list[np.ndarray], source: BatchSo
     # Summed on the device and read once per epoch: reading a loss every step would stall a GPU's queue.
     totals = torch.zeros(3, device=device)
     progress_bar = tqdm(batches, desc=description, unit="batch", leave=False,
-                        disable=not distributed.is_main_process())
+                        disable=not (show_progress and distributed.is_main_process()))
     morphometry_dropout = float(training.get("morphometry_dropout", 0.0))
     for step, indices in enumerate(progress_bar):
         images, grades, morphometry = source.gather(indices)
@@ -253,7 +253,7 @@ def _train_attempt(run: TrainingRun, rank: int, world_size: int, attempt: int, t
                          f"batch {sampler.batch_size}), {len(val) if val is not None else 0} validation samples, "
                          f"{world_size} process(es), seed {seed}" + (f", attempt {attempt + 1} of {tries}"
                                                                       if attempt else "") + ".")
-        progress.message(f"{source.description}; " + (
+        progress.message(f"{source.description}. " + (
             f"{planned_iterations} iterations per epoch divided among {world_size} processes: {iterations} each. "
             if world_size > 1 else "") + cadence_note(validation_every, clock.every_seconds))
         if "min_fraction_in_view" in training:
