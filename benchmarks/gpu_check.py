@@ -9,8 +9,9 @@ still leaves what it measured:
    and the budget constant predict;
 4. one fold alone (vfnet_train, a short run): in-trainer sample-views/s from the epochs' own timings, and the GPU
    utilisation sampled by nvidia-smi;
-5. five folds side by side on the one GPU (one vfnet_train process each), with as many epochs as fit the time
-   left (the plan's, or fewer, recorded), wall time and utilisation;
+5. five folds side by side on the one GPU (`vfnet_train -f 0 1 2 3 4`: a process per fold), with as many epochs
+   as fit the time left (the plan's, or fewer: recorded; `FIVE_FOLD_EPOCHS` forces a number), wall time and
+   utilisation;
 6. the pooled out-of-fold macro-F1 of those five folds.
 """
 import argparse
@@ -41,7 +42,7 @@ from vfnet.training.throughput import measure_training  # noqa: E402
 FOLDS = 5
 SAFETY_SECONDS = 25        # kept free at the end for the summary and for process start-up jitter
 SINGLE_FOLD_EPOCHS = 30    # the short single-fold run that measures in-trainer throughput
-FOLD_THREADS = "2"         # CPU threads per training process (16 cores, 5 processes)
+FOLD_THREADS = "3"         # CPU threads per training process (16 cores, 5 processes); vfnet_train sets the same
 
 
 class Report:
@@ -152,26 +153,38 @@ def network_alone(plans: dict, device: str, steps: int = 30, warmup: int = 8) ->
             "sample_views_per_second": round(batch * views / seconds, 1), "autocast": str(dtype)}
 
 
-def train_command(dataset: str, plans_name: str, trainer: str, fold: int, epochs: int, device: str) -> list[str]:
-    return [sys.executable, "-m", "vfnet.cli.train", "-d", dataset, "-f", str(fold), "-p", plans_name,
+def train_command(dataset: str, plans_name: str, trainer: str, folds: list[int], epochs: int,
+                  device: str) -> list[str]:
+    """vfnet_train itself: several folds run side by side on the GPU, a process each (vfnet/cli/parallel_folds.py)."""
+    return [sys.executable, "-m", "vfnet.cli.train", "-d", dataset, "-f", *map(str, folds), "-p", plans_name,
             "-tr", trainer, "-device", device, "--epochs", str(epochs)]
 
 
-def run_folds(commands: list[list[str]], logs: Path, timeout: float) -> tuple[float, list[int]]:
-    """Start every command at once; wall seconds until the last one ends (killed at `timeout`)."""
+def keep_logs(model: Path, folds: list[int], target: Path) -> None:
+    """The folds' training_log.txt and console.log, out of the temporary results folder."""
+    target.mkdir(parents=True, exist_ok=True)
+    for fold in folds:
+        for name in ("training_log.txt", "console.log"):
+            source = fold_folder(model, fold) / name
+            if source.is_file():
+                (target / f"fold_{fold}_{name}").write_text(source.read_text())
+
+
+def run_training(command: list[str], log: Path, timeout: float) -> tuple[float, int]:
+    """Wall seconds and exit code of one vfnet_train command (its whole process group killed at `timeout`)."""
     env = dict(os.environ, OMP_NUM_THREADS=FOLD_THREADS)
-    logs.mkdir(parents=True, exist_ok=True)
+    log.parent.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
-    processes = [subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=open(logs / f"fold_{i}.log", "w"),
-                                  stderr=subprocess.STDOUT) for i, command in enumerate(commands)]
-    codes = []
-    for process in processes:
+    with open(log, "w") as handle:
+        process = subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=handle, stderr=subprocess.STDOUT,
+                                   start_new_session=True)
         try:
-            codes.append(process.wait(timeout=max(1.0, timeout - (time.perf_counter() - started))))
+            code = process.wait(timeout=max(1.0, timeout))
         except subprocess.TimeoutExpired:
-            process.kill()
-            codes.append(-9)
-    return time.perf_counter() - started, codes
+            os.killpg(process.pid, 9)   # the fold processes it started too
+            process.wait()
+            code = -9
+    return time.perf_counter() - started, code
 
 
 def epoch_timings(folder: Path) -> list[float]:
@@ -235,15 +248,18 @@ def main() -> int:
         torch.cuda.empty_cache()   # the training processes below need the memory, not this one
     results = Path(os.environ["vfnet_results"])
     single_epochs = min(SINGLE_FOLD_EPOCHS, int(training["epochs"]))
+    single_model = model_folder(args.dataset, "gpuCheckSingle", args.plans, results)
     with UtilisationSampler(args.out / "nvidia_smi_single.csv") as sampler:
-        wall, codes = run_folds([train_command(args.dataset, args.plans, "gpuCheckSingle", 0, single_epochs,
-                                                args.device)],
-                                args.out / "logs_single", deadline - time.perf_counter() - SAFETY_SECONDS)
-    timings = epoch_timings(fold_folder(model_folder(args.dataset, "gpuCheckSingle", args.plans, results), 0))
+        wall, code = run_training(train_command(args.dataset, args.plans, "gpuCheckSingle", [0], single_epochs,
+                                                args.device),
+                                  args.out / "logs_single" / "vfnet_train.log",
+                                  deadline - time.perf_counter() - SAFETY_SECONDS)
+    keep_logs(single_model, [0], args.out / "logs_single")
+    timings = epoch_timings(fold_folder(single_model, 0))
     steady = timings[2:] or timings
     epoch_median = statistics.median(steady) if steady else None
     report.record("single_fold", {
-        "epochs": single_epochs, "exit_codes": codes, "wall_seconds": round(wall, 1),
+        "epochs": single_epochs, "exit_code": code, "wall_seconds": round(wall, 1),
         "seconds_outside_epochs": round(wall - sum(timings), 1),
         "median_epoch_seconds": None if epoch_median is None else round(epoch_median, 4),
         "mean_epoch_seconds_with_validations": round(statistics.mean(steady), 4) if steady else None,
@@ -258,22 +274,25 @@ def main() -> int:
     # after the start-up and final evaluation one fold spent outside its epochs.
     left = deadline - time.perf_counter() - SAFETY_SECONDS
     epochs = int(training["epochs"])
-    if epoch_median:
+    if os.environ.get("FIVE_FOLD_EPOCHS"):
+        epochs = int(os.environ["FIVE_FOLD_EPOCHS"])
+    elif epoch_median:
         outside_epochs = max(0.0, wall - sum(timings))
         epochs = max(1, min(epochs, int((left - outside_epochs) / (FOLDS * epoch_median * 1.15))))
+    five_model = model_folder(args.dataset, "gpuCheck", args.plans, results)
     with UtilisationSampler(args.out / "nvidia_smi_five.csv") as sampler:
-        commands = [train_command(args.dataset, args.plans, "gpuCheck", fold, epochs, args.device)
-                    for fold in range(FOLDS)]
-        wall, codes = run_folds(commands, args.out / "logs_five", left)
-    report.record("five_folds", {"epochs": epochs, "plan_epochs": int(training["epochs"]),
-                                 "epochs_reduced_to_fit": epochs < int(training["epochs"]), "exit_codes": codes,
+        command = train_command(args.dataset, args.plans, "gpuCheck", list(range(FOLDS)), epochs, args.device)
+        wall, code = run_training(command, args.out / "logs_five" / "vfnet_train.log", left)
+    keep_logs(five_model, list(range(FOLDS)), args.out / "logs_five")
+    report.record("five_folds", {"command": " ".join(command[1:]), "epochs": epochs,
+                                 "plan_epochs": int(training["epochs"]),
+                                 "epochs_reduced_to_fit": epochs < int(training["epochs"]), "exit_code": code,
                                  "wall_seconds": round(wall, 1),
                                  "wall_seconds_per_epoch": round(wall / epochs, 3),
                                  "gpu_utilisation": sampler.summary()})
-    if all(code == 0 for code in codes):
-        report.record("cross_validation", {"epochs": epochs, **pooled_macro_f1(
-            model_folder(args.dataset, "gpuCheck", args.plans, results))})
-    return 0 if all(code == 0 for code in codes) else 1
+    if code == 0:
+        report.record("cross_validation", {"epochs": epochs, **pooled_macro_f1(five_model)})
+    return 0 if code == 0 else 1
 
 
 if __name__ == "__main__":
