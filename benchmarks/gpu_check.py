@@ -241,8 +241,9 @@ def main() -> int:
     measured = measure_training(plans, args.device)
     validation_samples = int(plans.get("estimates", {}).get("validation_vertebrae_per_fold", 56))
     estimated_epoch = epoch_seconds(training, validation_samples, measured)
+    minutes = estimated_epoch * int(training["epochs"]) / 60
     report.record("cost_model", {**measured, "estimated_epoch_seconds": round(estimated_epoch, 4),
-                                 "estimated_minutes_per_fold": round(estimated_epoch * int(training["epochs"]) / 60, 2)})
+                                 "estimated_minutes_per_fold": round(minutes, 2)})
 
     if args.device == "cuda":
         torch.cuda.empty_cache()   # the training processes below need the memory, not this one

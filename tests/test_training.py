@@ -178,8 +178,11 @@ def test_ddp_with_two_cpu_processes_gives_the_same_outputs(fake_dataset):
 def test_validation_and_checkpoints_follow_the_plans_cadence(fake_dataset, monkeypatch):
     written = []
     real_save = trainer.save_checkpoint
-    monkeypatch.setattr(trainer, "save_checkpoint", lambda path, payload: (written.append((path.name, payload["epoch"])),
-                                                                          real_save(path, payload)))
+    def recording_save(path, payload):
+        written.append((path.name, payload["epoch"]))
+        real_save(path, payload)
+
+    monkeypatch.setattr(trainer, "save_checkpoint", recording_save)
     plans_path = fake_dataset.parent.parent.parent / "vfnet_preprocessed" / DATASET / "vfnetPlans.json"
     plans = json.loads(plans_path.read_text())
     plans["training"].update(validation_every=2, checkpoint_every_seconds=3600)

@@ -279,7 +279,8 @@ def _train_attempt(run: TrainingRun, rank: int, world_size: int, attempt: int, t
                 summary = ", ".join(f"{k} {v:.4f}" for k, v in values.items())
                 improved = False
                 last_validation = None
-                if val is not None and validation_due(epoch, epochs, validation_every, check_epoch if guarded else None):
+                due = validation_due(epoch, epochs, validation_every, check_epoch if guarded else None)
+                if val is not None and due:
                     last_validation = evaluate(raw_model, val, evaluation_batch, device, training["ce_class_weights"])
                     metrics = last_validation["metrics"]
                     values.update({f"val_{key}": metrics[key] for key in ("loss", "macro_f1", "binary_roc_auc", "qwk")})
