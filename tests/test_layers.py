@@ -6,7 +6,7 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "vfnet"
 STAGES = ("planning", "preprocessing", "training", "inference", "evaluation", "selection")
-LOWER = ("model", "dataset", "paths", "fileio", "errors", "labels")
+LOWER = ("model", "dataset", "paths", "fileio", "errors", "labels", "devices")
 
 
 def _imports(path: Path) -> set[str]:

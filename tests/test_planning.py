@@ -152,3 +152,63 @@ def test_constant_vertebra_intensities_still_give_a_valid_window():
     low, high = _intensity_window({"percentile_00_5": 250.0, "percentile_99_5": 250.0})
     assert high - low == MIN_WINDOW_HU and (low + high) / 2 == 250.0
     assert _intensity_window({"percentile_00_5": 80.0, "percentile_99_5": 600.0}) == [80.0, 600.0]
+
+
+def test_the_budget_sets_the_validation_and_checkpoint_cadence():
+    cpu, gpu = plan_experiment(fingerprint(), "cpu")["training"], plan_experiment(fingerprint(), "gpu")
+    assert (cpu["validation_every"], cpu["checkpoint_every_seconds"]) == (1, 0.0)
+    assert (gpu["training"]["validation_every"], gpu["training"]["checkpoint_every_seconds"]) == (5, 60.0)
+    assert "at most every 60 s" in gpu["reasons"]["training.checkpoint_every_seconds"]
+    for key, value in (("training.validation_every", 0), ("training.checkpoint_every_seconds", -1)):
+        with pytest.raises(PlanError, match=key):
+            apply_overrides(gpu, [f"{key}={value}"])
+
+
+MEASURED = {"device": "cpu", "device_name": "Test CPU", "steps_timed": 3, "step_seconds": 0.5,
+            "samples_per_second": 32.0, "validation_seconds_per_sample": 0.01, "checkpoint_and_plot_seconds": 0.4}
+
+
+def test_measured_speed_replans_the_epochs_and_is_recorded():
+    from vfnet.planning.measured import epoch_seconds, replan_from_measurement
+    plans = plan_experiment(fingerprint(), "cpu")
+    training, estimates = plans["training"], plans["estimates"]
+    seconds = epoch_seconds(training, estimates["validation_vertebrae_per_fold"], MEASURED)
+    assert seconds == pytest.approx(training["iterations_per_epoch"] * 0.5 + 56 * 0.01 + 0.4)
+    replanned = replan_from_measurement(plans, MEASURED)
+    epochs = replanned["training"]["epochs"]
+    assert epochs == min(100, int(get_budget("cpu").minutes_per_fold * 60 // seconds)) and epochs != training["epochs"]
+    assert replanned["training"]["warmup_epochs"] == max(1, round(0.05 * epochs))
+    assert replanned["training"]["weight_averaging"]["decay"] != training["weight_averaging"]["decay"]
+    measured = replanned["estimates"]["measured"]
+    assert measured["epochs_from_constant"] == training["epochs"] and measured["samples_per_second"] == 32.0
+    assert replanned["estimates"]["training_minutes_per_fold"] <= get_budget("cpu").minutes_per_fold
+    assert "Measured on this machine (Test CPU)" in replanned["reasons"]["training.epochs"]
+    validate_plans(replanned)
+    assert plans["training"]["epochs"] == training["epochs"]   # the input plan is left as it was
+    # Checkpoints written at most every 60 s cost an epoch only its share of a write.
+    gpu_like = dict(training, checkpoint_every_seconds=60, validation_every=5)
+    assert epoch_seconds(gpu_like, 50, MEASURED) == pytest.approx(
+        training["iterations_per_epoch"] * 0.5 + 0.1 + 0.4 * (training["iterations_per_epoch"] * 0.5 + 0.1) / 60)
+
+
+def test_measure_times_real_training_steps_of_the_plan(monkeypatch):
+    from vfnet.training import throughput
+    monkeypatch.setattr(throughput, "MIN_TIMED_SECONDS", 0.0)
+    plans = plan_experiment(fingerprint(grade_counts=(20, 10, 10, 10)), "cpu")
+    plans["network"].update(stem_channels=4, stage_channels=[4, 8, 8, 8][:len(plans["network"]["stage_channels"])])
+    plans["training"].update(samples_per_grade=1, batch_size=4)
+    measured = throughput.measure_training(plans, "cpu")
+    assert measured["steps_timed"] == throughput.MIN_TIMED_STEPS and measured["device"] == "cpu"
+    assert measured["step_seconds"] > 0 and measured["samples_per_second"] == pytest.approx(
+        4 / measured["step_seconds"], rel=1e-2)
+    assert measured["validation_seconds_per_sample"] > 0 and measured["checkpoint_and_plot_seconds"] > 0
+
+
+def test_measuring_a_gpu_plan_without_a_gpu_is_a_clear_error(monkeypatch):
+    import torch
+
+    from vfnet.errors import VfnetError
+    from vfnet.plan_and_preprocess import measure_and_replan
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(VfnetError, match="--measure times the gpu budget's plan on a CUDA GPU"):
+        measure_and_replan(plan_experiment(fingerprint(), "gpu"))

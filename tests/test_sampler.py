@@ -22,13 +22,21 @@ def test_large_grades_are_drawn_without_replacement_within_a_pass():
     assert len(grade0) == 20 and len(set(grade0)) == 20  # 5 batches x 4 = exactly one pass over 20 samples
 
 
-def test_batches_depend_only_on_seed_epoch_and_rank():
+def test_batches_depend_only_on_seed_and_epoch():
     a = BalancedBatchSampler(GRADES, 2, 4, seed=5)
     b = BalancedBatchSampler(GRADES, 2, 4, seed=5)
     assert all(np.array_equal(x, y) for x, y in zip(a.epoch_batches(3), b.epoch_batches(3)))
     assert not all(np.array_equal(x, y) for x, y in zip(a.epoch_batches(3), a.epoch_batches(4)))
-    other_rank = BalancedBatchSampler(GRADES, 2, 4, seed=5, rank=1)
-    assert not all(np.array_equal(x, y) for x, y in zip(a.epoch_batches(3), other_rank.epoch_batches(3)))
+
+
+def test_processes_share_out_one_epoch_of_batches():
+    single = BalancedBatchSampler(GRADES, 2, 4, seed=5).epoch_batches(3)
+    ranks = [BalancedBatchSampler(GRADES, 2, 4, seed=5, rank=r, world_size=2) for r in (0, 1)]
+    assert [len(sampler) for sampler in ranks] == [2, 2]
+    dealt = [batch for pair in zip(*(sampler.epoch_batches(3) for sampler in ranks)) for batch in pair]
+    assert all(np.array_equal(x, y) for x, y in zip(single, dealt)) and len(dealt) == len(single)
+    # 5 iterations over 2 processes: 3 steps each, so an epoch never holds fewer samples than with one process.
+    assert len(BalancedBatchSampler(GRADES, 2, 5, seed=5, rank=1, world_size=2).epoch_batches(0)) == 3
 
 
 def test_invalid_arguments_are_refused():
@@ -36,3 +44,5 @@ def test_invalid_arguments_are_refused():
         BalancedBatchSampler([], 2, 3)
     with pytest.raises(ValueError):
         BalancedBatchSampler([0, 1], 0, 3)
+    with pytest.raises(ValueError):
+        BalancedBatchSampler([0, 1], 2, 3, rank=2, world_size=2)

@@ -1,5 +1,6 @@
 """End-to-end training of a tiny fake fold: outputs, resume, determinism, fold 'all', DDP with two CPU processes."""
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -156,14 +157,51 @@ def test_user_errors_are_clear(fake_dataset, capsys):
 
 
 def test_ddp_with_two_cpu_processes_gives_the_same_outputs(fake_dataset):
-    assert train_cli.main(["-d", "901", "-f", "0", "--epochs", "1", "--iterations", "1", "--num_gpus", "2",
-                           "-tr", "ddpTrainer"]) == 0
+    assert train_cli.main(["-d", "901", "-f", "0", "--epochs", "2", "--iterations", "3", "--num_gpus", "2",
+                           "-tr", "ddpTrainer", "--deterministic"]) == 0
     fold = fold_folder(fake_dataset.parent / model_folder_name("ddpTrainer", "vfnetPlans"), 0)
     final = load_checkpoint(fold / "checkpoint_final.pth")
-    assert len(final["log"]["train_loss"]) == 1
+    assert len(final["log"]["train_loss"]) == 2
     embeddings = np.load(fold / "validation" / "embeddings.npz")
     assert embeddings["embedding"].shape == (4, 8)
     assert len((fold / "validation" / "predictions.csv").read_text().splitlines()) == 5
+    # 3 iterations per epoch over 2 processes: 2 steps each per epoch, so 4 scheduler steps in 2 epochs.
+    assert "3 iterations per epoch divided among 2 processes: 2 each" in (fold / "training_log.txt").read_text()
+    latest = load_checkpoint(fold / "checkpoint_latest.pth")
+    assert latest["scheduler"]["step_count"] == 4
+    # Each rank's own random stream is kept for --c (all used to restore rank 0's).
+    ranks = latest["rng_ranks"]
+    assert len(ranks) == 2 and not torch.equal(ranks[0]["torch"], ranks[1]["torch"])
+    assert torch.equal(latest["rng"]["torch"], ranks[0]["torch"])
+
+
+def test_validation_and_checkpoints_follow_the_plans_cadence(fake_dataset, monkeypatch):
+    written = []
+    real_save = trainer.save_checkpoint
+    def recording_save(path, payload):
+        written.append((path.name, payload["epoch"]))
+        real_save(path, payload)
+
+    monkeypatch.setattr(trainer, "save_checkpoint", recording_save)
+    plans_path = fake_dataset.parent.parent.parent / "vfnet_preprocessed" / DATASET / "vfnetPlans.json"
+    plans = json.loads(plans_path.read_text())
+    plans["training"].update(validation_every=2, checkpoint_every_seconds=3600)
+    plans_path.write_text(json.dumps(plans))
+    assert train_cli.main(["-d", "901", "-f", "0", "--epochs", "3", "--iterations", "1"]) == 0
+    assert [epoch for name, epoch in written if name == "checkpoint_latest.pth"] == [2]   # only at the last epoch
+    log = load_checkpoint(fake_dataset / "fold_0" / "checkpoint_final.pth")["log"]
+    assert log["val_macro_f1"][0] is None and None not in log["val_macro_f1"][1:]   # epochs 2 and 3 (the last)
+    text = (fake_dataset / "fold_0" / "training_log.txt").read_text()
+    assert "Validation every 2 epochs" in text and "repeats at most the last 3600 s" in text
+
+
+def test_training_needs_no_simpleitk():
+    """benchmarks/gpu_check.sh trains on a GPU machine without SimpleITK, from carried crops."""
+    import subprocess
+    import sys
+    code = ("import sys; sys.modules['SimpleITK'] = None; import vfnet.cli.train, vfnet.cli.cv_summary, "
+            "vfnet.training.throughput, vfnet.planning.measured")
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).resolve().parents[1])
 
 
 def test_crops_made_with_another_preprocessing_are_refused(fake_dataset, capsys):

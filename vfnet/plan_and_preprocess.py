@@ -12,6 +12,7 @@ from vfnet.errors import VfnetError
 from vfnet.fileio import read_json, write_json
 from vfnet.paths import dataset_folder_name, preprocessed_folder, raw_folder
 from vfnet.planning.fingerprint import extract_fingerprint
+from vfnet.planning.measured import replan_from_measurement
 from vfnet.planning.planner import plan_experiment
 from vfnet.planning.plans import apply_overrides, load_plans, save_plans
 from vfnet.preprocessing.runner import PreprocessingSummary, preprocess_dataset
@@ -58,21 +59,44 @@ def run_fingerprint(dataset: str | int, num_processes: int, clean: bool = False)
     return fingerprint
 
 
+def measure_and_replan(plans: dict) -> dict:
+    """Time the plan's training on this machine (the CPU for the cpu budget, the CUDA GPU for gpu) and replan its
+    epochs from that speed."""
+    import torch
+
+    from vfnet.training.throughput import measure_training  # torch and the trainer only when asked
+
+    device = "cuda" if plans["budget"] == "gpu" else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise VfnetError("--measure times the gpu budget's plan on a CUDA GPU, but PyTorch sees none here; run the "
+                         "planning on the GPU machine or leave out --measure.")
+    print(f"Measuring the planned network's training speed on {device} (--measure, a few seconds) ...", flush=True)
+    measurement = measure_training(plans, device)
+    plans = replan_from_measurement(plans, measurement)
+    measured = plans["estimates"]["measured"]
+    print(f"Measured {measured['samples_per_second']:g} training samples/s on {measured['device_name']}: "
+          f"{plans['training']['epochs']} epochs (the constant alone: {measured['epochs_from_constant']}).")
+    return plans
+
+
 def run_planning(dataset: str | int, budget: str, plans_name: str = DEFAULT_PLANS_NAME,
-                 overrides: Sequence[str] = ()) -> dict:
+                 overrides: Sequence[str] = (), measure: bool = False) -> dict:
     check_plans_name(plans_name)
     _, preprocessed = dataset_folders(dataset)
     fingerprint_path = preprocessed / FINGERPRINT_FILE
     if not fingerprint_path.exists():
         raise VfnetError(f"No fingerprint {fingerprint_path}; run vfnet_extract_fingerprint -d {dataset} first.")
     plans = plan_experiment(read_json(fingerprint_path, "fingerprint"), budget, plans_name)
+    if measure:
+        plans = measure_and_replan(plans)
     plans = apply_overrides(plans, overrides)
     path = preprocessed / f"{plans_name}.json"
     save_plans(path, plans)
     estimates = plans["estimates"]
     print(f"Wrote {path}: spacing {plans['preprocessing']['target_spacing']} mm, crop "
           f"{plans['preprocessing']['crop_size']} voxels, {estimates['gflops_per_sample']} GFLOP/sample, "
-          f"~{estimates['training_minutes_per_fold']} min per fold ({plans['budget']} budget).")
+          f"~{estimates['training_minutes_per_fold']} min per fold ({plans['budget']} budget"
+          f"{', measured' if 'measured' in estimates else ''}).")
     return plans
 
 

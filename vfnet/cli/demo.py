@@ -1,6 +1,6 @@
 """vfnet_demo: the whole pipeline, end to end, on a synthetic spine dataset the project generates itself.
 
-generate -> plan and preprocess (cpu budget) -> train five folds -> cross-validation summary ->
+generate -> plan and preprocess (budget auto) -> train five folds -> cross-validation summary ->
 predict new synthetic cases with the five-fold ensemble -> evaluate those predictions.
 Each step calls the same `main` a user would run from the shell, so the demo exercises the real commands.
 """

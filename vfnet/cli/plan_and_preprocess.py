@@ -4,6 +4,7 @@ import sys
 from typing import Sequence
 
 from vfnet.cli.common import add_debug_flag, run_cli
+from vfnet.devices import AUTO, choose_budget
 from vfnet.planning.budget import BUDGETS
 from vfnet.plan_and_preprocess import (DEFAULT_PLANS_NAME, run_fingerprint, run_planning, run_preprocessing,
                                      verify_integrity)
@@ -20,8 +21,12 @@ def add_process_argument(parser: argparse.ArgumentParser) -> None:
 
 
 def add_planning_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--budget", choices=sorted(BUDGETS), default="cpu",
-                        help="compute budget the plan must fit (default cpu: 5 folds of ~280 vertebrae in ~20 min)")
+    parser.add_argument("--budget", choices=[AUTO, *sorted(BUDGETS)], default=AUTO,
+                        help="compute budget the plan must fit: cpu (5 folds of ~280 vertebrae in ~20 min on 2 "
+                             "cores), gpu, or auto (default: gpu when a CUDA GPU is visible, else cpu; printed)")
+    parser.add_argument("--measure", action="store_true",
+                        help="time a few training steps of the planned network on this machine (CPU for the cpu "
+                             "budget, the CUDA GPU for gpu) and plan the epochs from that throughput (~20 s)")
     parser.add_argument("--override", nargs="+", default=[], metavar="KEY=VALUE",
                         help="edit the plan: dotted key = JSON value, e.g. training.supcon_weight=0")
     add_plans_name_argument(parser)
@@ -30,6 +35,13 @@ def add_planning_arguments(parser: argparse.ArgumentParser) -> None:
 def add_plans_name_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-pl", "--plans_name", default=DEFAULT_PLANS_NAME,
                         help="plans file name without .json, e.g. vfnetPlans_ceonly (default vfnetPlans)")
+
+
+def planning_budget(requested: str) -> str:
+    """The budget to plan for; `auto` is resolved and printed with its reason."""
+    budget, reason = choose_budget(requested)
+    print(f"Planning for the {budget} budget ({reason}).", flush=True)
+    return budget
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -49,7 +61,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.verify_dataset_integrity:
         verify_integrity(args.dataset)
     run_fingerprint(args.dataset, args.num_processes, args.clean)
-    run_planning(args.dataset, args.budget, args.plans_name, args.override)
+    run_planning(args.dataset, planning_budget(args.budget), args.plans_name, args.override, args.measure)
     run_preprocessing(args.dataset, args.plans_name, args.num_processes, args.clean)
     return 0
 

@@ -4,7 +4,7 @@ import sys
 from typing import Sequence
 
 from vfnet.cli.common import run_cli
-from vfnet.cli.plan_and_preprocess import add_common_arguments, add_planning_arguments
+from vfnet.cli.plan_and_preprocess import add_common_arguments, add_planning_arguments, planning_budget
 from vfnet.plan_and_preprocess import run_planning
 
 
@@ -17,7 +17,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    run_planning(args.dataset, args.budget, args.plans_name, args.override)
+    run_planning(args.dataset, planning_budget(args.budget), args.plans_name, args.override, args.measure)
     return 0
 
 

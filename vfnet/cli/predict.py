@@ -5,6 +5,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from vfnet.cli.common import add_debug_flag, run_cli
+from vfnet.devices import DEVICE_CHOICES, choose_device
 from vfnet.errors import VfnetError
 from vfnet.inference.vertebra_sources import LABEL_FORMATS
 from vfnet.paths import (INFERENCE_INSTRUCTIONS_FILE, dataset_folder_name, inference_instructions_file, model_folder,
@@ -47,7 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
                              "'totalsegmentator' means the same), totalsegmentator_v1 (1.x), or auto (default: "
                              "detected from the mask; an ambiguous mask stops and asks for this option)")
     parser.add_argument("--disable_tta", action="store_true", help="no left-right mirroring at test time")
-    parser.add_argument("-device", default="cpu", choices=("cpu", "cuda", "mps"), help="device (default cpu)")
+    parser.add_argument("-device", default="auto", choices=DEVICE_CHOICES,
+                        help="auto (default): a CUDA GPU, else Apple MPS, else the CPU; the choice is printed")
     parser.add_argument("--overwrite", action="store_true", help="recompute cases whose outputs already exist")
     parser.add_argument("--continue_on_error", action="store_true",
                         help="keep going when a case fails; failed cases are listed at the end and in "
@@ -121,8 +123,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     # Imported here so `--help` stays fast and does not load torch.
     from vfnet.inference.predictor import PredictSettings, run_prediction
-    _check_device(args.device)
-    settings = PredictSettings(**model_choice(args), mirror=not args.disable_tta, device=args.device,
+    device, reason = choose_device(args.device)
+    print(f"vfnet_predict: predicting on {device} ({reason}).", flush=True)
+    settings = PredictSettings(**model_choice(args), mirror=not args.disable_tta, device=device,
                                label_format=args.label_format, masks=args.masks, centroids=args.centroids,
                                overwrite=args.overwrite, continue_on_error=args.continue_on_error)
     run = run_prediction(args.input, args.output, settings)
@@ -138,14 +141,6 @@ def main(argv: Sequence[str] | None = None) -> int:
               f"(listed above and in {failures}): {', '.join(run.failures)}.", file=sys.stderr)
         return 1
     return 0
-
-
-def _check_device(device: str) -> None:
-    import torch
-    if device == "cuda" and not torch.cuda.is_available():
-        raise VfnetError("-device cuda was asked for, but torch sees no CUDA GPU.")
-    if device == "mps" and not torch.backends.mps.is_available():
-        raise VfnetError("-device mps was asked for, but torch sees no MPS device.")
 
 
 def entry() -> None:

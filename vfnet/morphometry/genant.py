@@ -6,11 +6,17 @@ The expected height of a vertebra is the tallest of its directly adjacent, measu
 typical height ratio of the two levels (bodies grow caudally): the taller neighbour, because a fractured
 neighbour would otherwise hide a fracture.
 """
+from __future__ import annotations
+
 import math
 from typing import Any, Iterable, Mapping
 
 import numpy as np
-import SimpleITK as sitk
+
+try:   # measuring needs SimpleITK; the network inputs of stored crops (training) do not (benchmarks/gpu_check.sh)
+    import SimpleITK as sitk
+except ImportError:
+    sitk = None
 
 from vfnet.errors import PlanError
 from vfnet.labels import GRADABLE_LABELS

@@ -13,12 +13,18 @@
    then found in the image, not in the mask. Without a CT, or where bone and disc do not differ by
    MIN_CONTRAST_HU (e.g. severe osteoporosis), the mask's edges are used.
 """
+from __future__ import annotations
+
 import math
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-import SimpleITK as sitk
+
+try:   # measuring needs SimpleITK; the network inputs of stored crops (training) do not (benchmarks/gpu_check.sh)
+    import SimpleITK as sitk
+except ImportError:
+    sitk = None
 
 SAMPLE_MM = 0.5                 # in-plane sampling of the sagittal slab
 SLAB_HALF_WIDTH_MM = 4.0        # left-right half-width of the mid-sagittal slab

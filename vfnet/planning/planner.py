@@ -59,10 +59,10 @@ def plan_experiment(fingerprint: dict[str, Any], budget_name: str = "cpu",
                                            f"their samples repeat within a batch (as augmented views).")
     training = {"epochs": epochs, "iterations_per_epoch": iterations, "batch_size": batch_size,
                 "samples_per_grade": samples_per_grade, "optimizer": "adamw", "learning_rate": 1e-3,
-                "weight_decay": 1e-4, "warmup_epochs": max(1, round(0.05 * epochs)), "lr_schedule": "cosine",
+                "weight_decay": 1e-4, "warmup_epochs": warmup_epochs(epochs), "lr_schedule": "cosine",
                 "grad_clip": 12.0, **_loss_weights(counts, present, reasons), "detach_classifier": False,
                 "augmentation": augmentation(reasons), "min_fraction_in_view": MIN_FRACTION_IN_VIEW,
-                **training_rules.protection(epochs, iterations, reasons)}
+                **training_rules.protection(epochs, iterations, reasons), **_cadence(budget, reasons)}
     mask_settings, mask_probabilities = training_rules.mask_errors(reasons)
     training["augmentation"].update(mask_settings)
     training["augmentation"]["probabilities"].update(mask_probabilities)
@@ -92,9 +92,28 @@ def plan_experiment(fingerprint: dict[str, Any], budget_name: str = "cpu",
                       "voxels_per_body_height": round(body_height / spacing[0], 1),
                       "training_minutes_per_fold": round(minutes, 2),
                       "effective_gflops_assumed": budget.effective_gflops,
-                      "training_vertebrae_per_fold": _num_train(fingerprint["num_vertebrae"])},
+                      "training_vertebrae_per_fold": _num_train(fingerprint["num_vertebrae"]),
+                      "validation_vertebrae_per_fold": _num_val(fingerprint["num_vertebrae"])},
         "reasons": reasons,
     }
+
+
+def warmup_epochs(epochs: int) -> int:
+    return max(1, round(0.05 * epochs))
+
+
+def _cadence(budget: Budget, reasons: dict[str, str]) -> dict[str, Any]:
+    reasons["training.validation_every"] = (
+        f"{budget.validation_every} ({budget.name} budget): the validation fold is predicted every "
+        f"{budget.validation_every} epoch(s), and always at the collapse check and the last epoch" +
+        ("; on a GPU an epoch is about a second and validating each one costs as much as training it." if
+         budget.validation_every > 1 else "."))
+    reasons["training.checkpoint_every_seconds"] = (
+        f"{budget.checkpoint_every_seconds:g} ({budget.name} budget): checkpoint_latest and progress.png are written "
+        + ("after every epoch." if budget.checkpoint_every_seconds <= 0 else
+           f"at most every {budget.checkpoint_every_seconds:g} s and at the last epoch, so --c repeats at most that "
+           f"much training plus the interrupted epoch; writing them after every ~1 s epoch cost more than the epoch."))
+    return {"validation_every": budget.validation_every, "checkpoint_every_seconds": budget.checkpoint_every_seconds}
 
 
 def _fmt(values: Any) -> str:
@@ -150,11 +169,15 @@ def _num_train(num_vertebrae: int) -> int:
     return max(1, round(num_vertebrae * (NUM_FOLDS - 1) / NUM_FOLDS))
 
 
+def _num_val(num_vertebrae: int) -> int:
+    return max(1, num_vertebrae - _num_train(num_vertebrae))
+
+
 def _fit_budget(budget: Budget, target: list[float], finest_allowed: float, crop_mm: list[float],
                 batch_size: int, num_vertebrae: int, reasons: dict[str, str]) -> tuple:
     """Coarsen the spacing from the data's own until one fold of >= MIN_EPOCHS epochs fits the budget."""
     n_train = _num_train(num_vertebrae)
-    n_val = max(1, num_vertebrae - n_train)
+    n_val = _num_val(num_vertebrae)
     iterations = max(1, math.ceil(n_train / batch_size))
     budget_seconds = budget.minutes_per_fold * 60.0
     candidates = []
@@ -172,8 +195,8 @@ def _fit_budget(budget: Budget, target: list[float], finest_allowed: float, crop
                                budget.projection_dim, DROPOUT)
         flops = forward_flops(network, crop_size)
         # Training runs two augmented views per sample (SupCon), forward + backward ~ 3x forward.
-        epoch_seconds = (iterations * batch_size * TRAINING_VIEWS * 3 * flops + n_val * flops) / \
-            (budget.effective_gflops * 1e9)
+        epoch_seconds = (iterations * batch_size * TRAINING_VIEWS * 3 * flops +
+                         n_val * flops / budget.validation_every) / (budget.effective_gflops * 1e9)
         last = index == len(candidates) - 1
         if (max(crop_size) <= budget.max_crop_voxels and epoch_seconds * MIN_EPOCHS <= budget_seconds) or last:
             break

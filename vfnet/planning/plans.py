@@ -115,6 +115,14 @@ def _validate_training(section: Any, where: str) -> None:
     if "min_fraction_in_view" in section:   # optional: plans written before it existed train on every crop
         value = section["min_fraction_in_view"]
         _check(_number(value) and 0 <= value <= 1, where, "training.min_fraction_in_view", "must be between 0 and 1")
+    if "validation_every" in section:   # optional: older plans validate after every epoch
+        value = section["validation_every"]
+        _check(isinstance(value, int) and not isinstance(value, bool) and value >= 1, where,
+               "training.validation_every", "must be a positive integer (epochs between validations)")
+    if "checkpoint_every_seconds" in section:   # optional: older plans write checkpoint_latest after every epoch
+        value = section["checkpoint_every_seconds"]
+        _check(_number(value) and value >= 0, where, "training.checkpoint_every_seconds",
+               "must be a number of seconds >= 0 (0: after every epoch)")
     augmentation = section.get("augmentation")
     _check(isinstance(augmentation, dict), where, "training.augmentation", "must be an object")
     for name, probability in augmentation.get("probabilities", {}).items():

@@ -40,6 +40,9 @@ class BatchAugmenter:
         return torch.cat([ct, mask], dim=1)
 
     # --- spatial -------------------------------------------------------------------------------------------
+    # Random parameters are drawn on the host on purpose, whatever device the batch is on: the per-sample
+    # decisions (`any()`, index lists) then need no GPU synchronisation, the draws are the same stream on every
+    # device, and only the few per-sample values that meet the batch are copied to its device.
     def _chosen(self, name: str, count: int) -> torch.Tensor:
         return torch.rand(count) < self.probabilities[name]
 
@@ -61,8 +64,9 @@ class BatchAugmenter:
             mask = (F.grid_sample(mask, grid, mode="bilinear", padding_mode="zeros", align_corners=False) > 0.5)
             mask = mask.to(ct.dtype)
         if self.config.get("mirror_left_right", False):
-            flip = self._chosen("mirror", count).to(ct.device)
+            flip = self._chosen("mirror", count)
             if bool(flip.any()):
+                flip = flip.to(ct.device)
                 ct = torch.where(flip[:, None, None, None, None], ct.flip(-1), ct)
                 mask = torch.where(flip[:, None, None, None, None], mask.flip(-1), mask)
         return ct, mask
@@ -163,7 +167,7 @@ def drop_morphometry(morphometry: torch.Tensor, probability: float) -> torch.Ten
     network also learns to grade without it, as it must for centroid input or an unmeasurable body."""
     if probability <= 0:
         return morphometry
-    keep = (torch.rand(morphometry.shape[0], 1) >= probability).to(morphometry.dtype)
+    keep = (torch.rand(morphometry.shape[0], 1) >= probability).to(morphometry)
     return morphometry * keep
 
 

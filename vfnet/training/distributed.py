@@ -66,6 +66,24 @@ def mean_over_processes(values: dict[str, float], device: torch.device) -> dict[
     return dict(zip(names, tensor.tolist()))
 
 
+def broadcast_from_main(value):
+    """The main process's value of a picklable object, on every rank (e.g. the run's seed)."""
+    if not is_distributed():
+        return value
+    holder = [value]
+    dist.broadcast_object_list(holder, src=0)
+    return holder[0]
+
+
+def gather_from_all(value) -> list:
+    """Every rank's value of a picklable object, in rank order, on every rank (all must call it)."""
+    if not is_distributed():
+        return [value]
+    values = [None] * dist.get_world_size()
+    dist.all_gather_object(values, value)
+    return values
+
+
 def barrier() -> None:
     if is_distributed():
         dist.barrier()

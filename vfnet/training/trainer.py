@@ -6,7 +6,7 @@ import os
 import random
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -15,19 +15,22 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
+from vfnet.devices import choose_device
 from vfnet.errors import PlanError, VfnetError
 from vfnet.fileio import read_json, remove_stale_temporaries, write_json
-from vfnet.model.checkpoint import (capture_rng_state, check_network_plan, load_checkpoint, restore_rng_state,
-                                    save_checkpoint)
+from vfnet.model.checkpoint import capture_rng_state, check_network_plan, load_checkpoint, save_checkpoint
 from vfnet.model.network import build_network
 from vfnet.paths import fold_folder
 from vfnet.training import distributed
 from vfnet.training.augmentation import BatchAugmenter, drop_morphometry
 from vfnet.evaluation.degenerate import single_grade_reason
+from vfnet.training.batches import BatchSource
+from vfnet.training.cadence import CheckpointClock, cadence_note, validation_due
 from vfnet.training.collapse import collapse_reason
 from vfnet.training.data import SampleSet, load_fold
 from vfnet.training.losses import ContrastiveClassificationLoss
 from vfnet.training.progress import ProgressWriter, empty_log
+from vfnet.training.rng_streams import checkpoint_entries, gather_rng_states, restore_own_stream
 from vfnet.training.sampler import BalancedBatchSampler
 from vfnet.training.schedule import WarmupDecaySchedule
 from vfnet.training.validation import evaluate, write_validation_outputs
@@ -44,7 +47,7 @@ class TrainingRun:
     plans: dict[str, Any]         # the effective plan (overrides applied)
     fold: int | str
     trainer_name: str = DEFAULT_TRAINER
-    device: str = "cpu"
+    device: str = "cpu"          # cpu, cuda, mps or auto (resolved by train())
     resume: bool = False
     deterministic: bool = False
     compile: bool = False
@@ -56,13 +59,13 @@ class TrainingRun:
 
 
 def resolve_device(name: str, rank: int) -> torch.device:
+    name = choose_device(name)[0]
     if name == "cuda":
-        if not torch.cuda.is_available():
-            raise VfnetError("-device cuda was requested, but PyTorch sees no CUDA GPU; use -device cpu.")
+        if rank >= torch.cuda.device_count():
+            raise VfnetError(f"--num_gpus asks for more processes than the {torch.cuda.device_count()} CUDA GPU(s) "
+                             f"PyTorch sees; use --num_gpus {torch.cuda.device_count()}.")
         torch.cuda.set_device(rank)
         return torch.device("cuda", rank)
-    if name == "mps" and not torch.backends.mps.is_available():
-        raise VfnetError("-device mps was requested, but PyTorch has no MPS support here; use -device cpu.")
     return torch.device(name)
 
 
@@ -80,8 +83,10 @@ def build_optimizer(training: dict[str, Any], parameters) -> torch.optim.Optimiz
 
 def _seed(run: TrainingRun, rank: int, attempt: int = 0) -> int:
     """Seed every generator; a non-deterministic run still records its seed so --c continues its batches.
-    A restarted attempt (collapse guard) of a deterministic run gets another, still reproducible, seed."""
+    A restarted attempt (collapse guard) of a deterministic run gets another, still reproducible, seed.
+    Every DDP rank uses the main process's seed (the sampler deals one epoch out), offset by its rank."""
     seed = run.seed + 1000 * attempt if run.deterministic else int.from_bytes(os.urandom(4), "little")
+    seed = distributed.broadcast_from_main(seed)
     random.seed(seed + rank)
     np.random.seed((seed + rank) % 2**32)
     torch.manual_seed(seed + rank)
@@ -94,7 +99,7 @@ def _seed(run: TrainingRun, rank: int, attempt: int = 0) -> int:
     return seed
 
 
-def _mixed_precision(device: torch.device) -> tuple[torch.dtype | None, torch.amp.GradScaler]:
+def mixed_precision(device: torch.device) -> tuple[torch.dtype | None, torch.amp.GradScaler]:
     """AMP only on CUDA (bf16 where supported, else fp16 with a scaler): bf16 on CPU measured ~40× slower."""
     if device.type != "cuda":
         return None, torch.amp.GradScaler("cpu", enabled=False)
@@ -102,32 +107,27 @@ def _mixed_precision(device: torch.device) -> tuple[torch.dtype | None, torch.am
     return dtype, torch.amp.GradScaler("cuda", enabled=dtype == torch.float16)
 
 
-def run_epoch(model: torch.nn.Module, batches: list[np.ndarray], train: SampleSet, augmenter: BatchAugmenter,
+def run_epoch(model: torch.nn.Module, batches: list[np.ndarray], source: BatchSource, augmenter: BatchAugmenter,
               loss_function: ContrastiveClassificationLoss, optimizer: torch.optim.Optimizer,
               schedule: WarmupDecaySchedule, scaler: torch.amp.GradScaler, amp_dtype: torch.dtype | None,
               device: torch.device, training: dict[str, Any], description: str,
               averager: WeightAverage | None = None, raw_model: torch.nn.Module | None = None,
-              first_step: int = 0) -> dict[str, float]:
+              first_step: int = 0, show_progress: bool = True) -> dict[str, float]:
     """One epoch of optimisation steps; returns the mean loss terms."""
     model.train()
     # λ = 0: the second view would only feed SupCon, so it is not computed at all.
     view_count = 2 if loss_function.supcon_weight > 0 else 1
     detach = bool(training.get("detach_classifier", False))
-    totals = {"train_loss": 0.0, "train_ce": 0.0, "train_supcon": 0.0}
+    # Summed on the device and read once per epoch: reading a loss every step would stall a GPU's queue.
+    totals = torch.zeros(3, device=device)
     progress_bar = tqdm(batches, desc=description, unit="batch", leave=False,
-                        disable=not distributed.is_main_process())
+                        disable=not (show_progress and distributed.is_main_process()))
     morphometry_dropout = float(training.get("morphometry_dropout", 0.0))
     for step, indices in enumerate(progress_bar):
-        images = torch.from_numpy(train.arrays[indices].astype(np.float32))
-        grades = torch.from_numpy(train.grades[indices])
-        if device.type == "cuda":
-            images = images.pin_memory()
-        images, grades = images.to(device, non_blocking=True), grades.to(device, non_blocking=True)
+        images, grades, morphometry = source.gather(indices)
         inputs = torch.cat([augmenter(images) for _ in range(view_count)])
-        morphometry = None
-        if train.morphometry is not None:
-            morphometry = drop_morphometry(torch.from_numpy(train.morphometry[indices]).repeat(view_count, 1),
-                                           morphometry_dropout).to(device, non_blocking=True)
+        if morphometry is not None:
+            morphometry = drop_morphometry(morphometry.repeat(view_count, 1), morphometry_dropout)
         optimizer.zero_grad(set_to_none=True)
         with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
             output = model(inputs, morphometry, detach_classifier=detach)
@@ -140,10 +140,11 @@ def run_epoch(model: torch.nn.Module, batches: list[np.ndarray], train: SampleSe
         schedule.step()
         if averager is not None:
             averager.update(raw_model if raw_model is not None else model, first_step + step)
-        for key, name in (("loss", "train_loss"), ("ce", "train_ce"), ("supcon", "train_supcon")):
-            totals[name] += float(losses[key].detach())
-        progress_bar.set_postfix(loss=f"{totals['train_loss'] / (progress_bar.n + 1):.3f}")
-    return {name: total / len(batches) for name, total in totals.items()}
+        totals += torch.stack([losses[key].detach().float() for key in ("loss", "ce", "supcon")])
+        if device.type == "cpu":
+            progress_bar.set_postfix(loss=f"{float(totals[0]) / (step + 1):.3f}")
+    means = (totals / max(1, len(batches))).tolist()
+    return dict(zip(("train_loss", "train_ce", "train_supcon"), means))
 
 
 def _write_self_description(run: TrainingRun) -> None:
@@ -185,17 +186,20 @@ def _train_attempt(run: TrainingRun, rank: int, world_size: int, attempt: int, t
     train, val = load_fold(run.dataset_folder, run.plans, run.fold)
     raw_model = build_network(run.plans["network"]).to(device)
     optimizer = build_optimizer(training, raw_model.parameters())
-    epochs, iterations = int(training["epochs"]), int(training["iterations_per_epoch"])
+    epochs, planned_iterations = int(training["epochs"]), int(training["iterations_per_epoch"])
+    # The epoch's iterations are divided among the processes: an epoch is the same samples with N processes.
+    iterations = -(-planned_iterations // world_size)
     schedule = WarmupDecaySchedule(optimizer, float(training["learning_rate"]), epochs * iterations,
                                    int(training.get("warmup_epochs", 0)) * iterations,
                                    str(training.get("lr_schedule", "cosine")))
     averaging = training.get("weight_averaging")
     averager = WeightAverage(raw_model, averaging["decay"], int(averaging["start_fraction"] * epochs * iterations)) \
         if averaging else None
-    amp_dtype, scaler = _mixed_precision(device)
+    amp_dtype, scaler = mixed_precision(device)
     log, start_epoch, best_metric = empty_log(), 0, -math.inf
     log["lines"] = lines
     latest = run.fold_folder / "checkpoint_latest.pth"
+    own_stream = True
     if run.resume and attempt == 0 and latest.is_file():
         payload = load_checkpoint(latest)
         check_network_plan(latest, payload, run.plans["network"])
@@ -205,12 +209,14 @@ def _train_attempt(run: TrainingRun, rank: int, world_size: int, attempt: int, t
         scaler.load_state_dict(payload["grad_scaler"])
         if averager is not None and payload.get("averaged_weights") is not None:
             averager.load_state_dict(payload["averaged_weights"])
-        restore_rng_state(payload["rng"])
+        own_stream = restore_own_stream(payload, rank)
         log, start_epoch, best_metric, seed = payload["log"], payload["epoch"] + 1, payload["best_metric"], payload["seed"]
         attempt = int(payload.get("attempt", 0))
         lines[:] = log["lines"]
     guarded = attempt + 1 < tries
     check_epoch = max(1, math.ceil(float(training.get("collapse_check_fraction", 0.3)) * epochs))
+    validation_every = int(training.get("validation_every", 1))
+    clock = CheckpointClock(float(training.get("checkpoint_every_seconds", 0)))
 
     model: torch.nn.Module = raw_model
     if world_size > 1:
@@ -220,7 +226,9 @@ def _train_attempt(run: TrainingRun, rank: int, world_size: int, attempt: int, t
                                         find_unused_parameters=unused)
     if run.compile:
         model = torch.compile(model)
-    sampler = BalancedBatchSampler(train.grades, int(training["samples_per_grade"]), iterations, seed, rank)
+    sampler = BalancedBatchSampler(train.grades, int(training["samples_per_grade"]), planned_iterations, seed,
+                                   rank, world_size)
+    source = BatchSource(train, device)
     augmenter = BatchAugmenter(training.get("augmentation", {}), run.plans["preprocessing"]["target_spacing"])
     loss_function = ContrastiveClassificationLoss(training["ce_class_weights"], training.get("supcon_weight", 0.0),
                                                   training.get("supcon_temperature", 0.1)).to(device)
@@ -228,11 +236,12 @@ def _train_attempt(run: TrainingRun, rank: int, world_size: int, attempt: int, t
     progress = ProgressWriter(run.fold_folder, log)
     evaluation_batch = int(training.get("batch_size", sampler.batch_size))
 
-    def payload_for(epoch: int, weights: dict[str, Any]) -> dict[str, Any]:
+    def payload_for(epoch: int, weights: dict[str, Any], rng_states: list[dict[str, Any]] | None = None) -> dict:
         return {"trainer": run.trainer_name, "plans_name": run.plans.get("plans_name", ""), "fold": run.fold,
                 "epoch": epoch, "network_plan": run.plans["network"], "preprocessing": run.plans["preprocessing"],
                 "network_weights": weights, "optimizer": optimizer.state_dict(),
-                "scheduler": schedule.state_dict(), "grad_scaler": scaler.state_dict(), "rng": capture_rng_state(),
+                "scheduler": schedule.state_dict(), "grad_scaler": scaler.state_dict(),
+                **checkpoint_entries(rng_states or [capture_rng_state()]),
                 "averaged_weights": averager.state_dict() if averager is not None else None,
                 "log": log, "best_metric": best_metric, "seed": seed, "attempt": attempt}
 
@@ -244,26 +253,34 @@ def _train_attempt(run: TrainingRun, rank: int, world_size: int, attempt: int, t
                          f"batch {sampler.batch_size}), {len(val) if val is not None else 0} validation samples, "
                          f"{world_size} process(es), seed {seed}" + (f", attempt {attempt + 1} of {tries}"
                                                                       if attempt else "") + ".")
+        progress.message(f"{source.description}. " + (
+            f"{planned_iterations} iterations per epoch divided among {world_size} processes: {iterations} each. "
+            if world_size > 1 else "") + cadence_note(validation_every, clock.every_seconds))
         if "min_fraction_in_view" in training:
             examples = f" ({', '.join(train.left_out[:3])}{', ...' if len(train.left_out) > 3 else ''})"
             progress.message(f"Left out of training: {len(train.left_out)} vertebra(e) less than "
                              f"{training['min_fraction_in_view']:.0%} in the field of view (training."
                              f"min_fraction_in_view){examples if train.left_out else ''}.")
-    epoch = start_epoch
+    if not own_stream:
+        print(f"vfnet_train: rank {rank} has no random state in {latest} (saved with fewer processes); it continues "
+              f"from a fresh seed.", file=sys.stderr)
+    epoch, saved_epoch = start_epoch, start_epoch - 1
     last_validation = None  # the validation of the last epoch run here (the last epoch's plain weights)
     try:
         for epoch in range(start_epoch, epochs):
             started, learning_rate = time.perf_counter(), schedule.current_lr
-            values = run_epoch(model, sampler.epoch_batches(epoch), train, augmenter, loss_function, optimizer,
+            values = run_epoch(model, sampler.epoch_batches(epoch), source, augmenter, loss_function, optimizer,
                                schedule, scaler, amp_dtype, device, training, f"epoch {epoch + 1}/{epochs}",
                                averager, raw_model, epoch * iterations)
             values = distributed.mean_over_processes(values, device)
-            collapsed = None
+            collapsed, write = None, False
             if main:
                 values["learning_rate"] = learning_rate
                 summary = ", ".join(f"{k} {v:.4f}" for k, v in values.items())
                 improved = False
-                if val is not None:
+                last_validation = None
+                due = validation_due(epoch, epochs, validation_every, check_epoch if guarded else None)
+                if val is not None and due:
                     last_validation = evaluate(raw_model, val, evaluation_batch, device, training["ce_class_weights"])
                     metrics = last_validation["metrics"]
                     values.update({f"val_{key}": metrics[key] for key in ("loss", "macro_f1", "binary_roc_auc", "qwk")})
@@ -275,14 +292,21 @@ def _train_attempt(run: TrainingRun, rank: int, world_size: int, attempt: int, t
                 if improved:
                     save_checkpoint(run.fold_folder / "checkpoint_best.pth", payload_for(epoch, raw_model.state_dict()))
                     summary += " (new best: optimistic for this fold, it was chosen on it)"
-                save_checkpoint(latest, payload_for(epoch, raw_model.state_dict()))
-                progress.plot()
+                write = clock.due(epoch + 1 == epochs)
                 progress.message(f"epoch {epoch + 1}/{epochs} ({values['epoch_seconds']:.1f} s): {summary}")
                 if guarded and epoch + 1 == check_epoch:
                     collapsed = collapse_reason(log["train_ce"], *_validation_outputs(last_validation, val),
                                                 float(training.get("collapse_min_loss_drop", 0.05)))
-            # Every process restarts together: the decision of the main process is shared.
-            shared = distributed.mean_over_processes({"collapsed": 1.0 if collapsed else 0.0}, device)
+            # Every process writes and restarts together: the main process's decisions are shared.
+            shared = distributed.mean_over_processes({"collapsed": 1.0 if collapsed else 0.0,
+                                                      "write": 1.0 if write else 0.0}, device)
+            if shared["write"] > 0:
+                rng_states = gather_rng_states()   # every rank's stream, so --c continues each of them
+                if main:
+                    save_checkpoint(latest, payload_for(epoch, raw_model.state_dict(), rng_states))
+                    progress.plot()
+                    clock.written()
+                saved_epoch = epoch
             distributed.barrier()
             if shared["collapsed"] > 0:
                 if main:
@@ -292,8 +316,9 @@ def _train_attempt(run: TrainingRun, rank: int, world_size: int, attempt: int, t
                 raise FoldCollapsed()
     except KeyboardInterrupt:
         if main:
-            progress.message(f"Interrupted during epoch {epoch + 1}; checkpoint_latest holds the last completed "
-                             f"epoch ({epoch}). Resume with --c.")
+            held = (f"checkpoint_latest holds epoch {saved_epoch + 1}" if saved_epoch >= 0 else
+                    "no checkpoint_latest was written yet")
+            progress.message(f"Interrupted during epoch {epoch + 1}; {held}. Resume with --c.")
         raise
     if not main:
         return None
@@ -353,6 +378,7 @@ def _worker(rank: int, world_size: int, port: int, run: TrainingRun) -> None:
 def train(run: TrainingRun, num_processes: int = 1) -> None:
     """Train in this process, or in `num_processes` DistributedDataParallel processes (one per GPU)."""
     distributed.raise_malloc_thresholds()
+    run = replace(run, device=choose_device(run.device)[0])   # 'auto' once, so every rank and the backend agree
     if num_processes <= 1:
         train_fold(run)
         return
