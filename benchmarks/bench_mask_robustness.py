@@ -76,6 +76,7 @@ def main() -> None:
     parser.add_argument("--plans", default="vfnetPlans")
     parser.add_argument("--dataset", type=int, default=504)
     parser.add_argument("--conditions", nargs="+", default=list(CONDITIONS), choices=CONDITIONS)
+    parser.add_argument("--folds", nargs="+", type=int, default=None, help="only these folds (default: all)")
     parser.add_argument("--bootstrap", type=int, default=1000)
     args = parser.parse_args()
     if args.workdir is None:
@@ -86,10 +87,13 @@ def main() -> None:
     grades = {(case.case_id, int(label)): grade for case in dataset.cases for label, grade in case.grades.items()}
     patients = {case.case_id: case.patient for case in dataset.cases}
     splits = load_splits(Path(env["vfnet_preprocessed"]) / raw.name / "splits_final.json")
-    result = {"machine": machine(), "workdir": str(args.workdir), "plans": args.plans, "conditions": {}}
+    result = {"machine": machine(), "workdir": str(args.workdir), "plans": args.plans, "folds": args.folds,
+              "conditions": {}}
     for condition in args.conditions:
         rows = []
         for fold, split in enumerate(splits):
+            if args.folds is not None and fold not in args.folds:
+                continue
             scratch = args.workdir / "robustness" / condition / f"fold_{fold}"
             images, source = prepare_inputs(raw, args.phantom, split["val"], scratch, condition)
             output = scratch / "predictions"
