@@ -7,6 +7,7 @@ sampled straight from the stored CT in the canonical orientation (ITK's LPS worl
 the sagittal, the patient's right on the left of the coronal, as radiologists view them), whatever the
 orientation the CT was stored in. Centroid-only input has no outlines: each vertebra is marked at its centre.
 """
+import textwrap
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -26,13 +27,17 @@ MARGIN_MM = {"z": 30.0, "anterior": 55.0, "posterior": 85.0, "lateral": 70.0}
 SLAB_MM = 4.0                           # thin-slab average across the plane: less noise, still one plane
 MAX_PIXELS_PER_SIDE = 700
 TEXT_LINE_MM_PER_INCH = 0.16            # height of one 9-pt text line, in inches
+TOP_IN, BOTTOM_IN = 0.85, 0.9           # title and subtitles; legend
+NOTE_WIDTH = 52                         # characters per line of a vertebra's notes
 OUTLINE = [patheffects.withStroke(linewidth=2.5, foreground="black")]
 
 
 def write_case_picture(path: Path, image: sitk.Image, mask: sitk.Image | None, rows: Sequence[dict[str, Any]],
-                       centres: dict[int, Sequence[float]], title: str, subtitle: str = "",
-                       subtitle_alarm: bool = False) -> Path:
-    """Draw the case; `centres` are vertebra centres (x, y, z) in mm, LPS world, keyed by VerSe label."""
+                       centres: dict[int, Sequence[float]], title: str, subtitles: Sequence[str] = (),
+                       alarm: bool = False, notes: dict[int, list[str]] | None = None) -> Path:
+    """Draw the case; `centres` are vertebra centres (x, y, z) in mm, LPS world, keyed by VerSe label.
+
+    `subtitles`: lines under the title (red and bold when `alarm`); `notes`: extra lines per vertebra label."""
     labels = [int(row["vertebra"]) for row in rows if int(row["vertebra"]) in centres]
     points = np.array([centres[label] for label in labels], dtype=float)
     view = _view_box(image, points)
@@ -43,20 +48,22 @@ def write_case_picture(path: Path, image: sitk.Image, mask: sitk.Image | None, r
     height_in = float(np.clip((view["z"][1] - view["z"][0]) / 25.0, 5.0, 12.0))
     inch_per_mm = height_in / (view["z"][1] - view["z"][0])
     widths = [(view["y"][1] - view["y"][0]) * inch_per_mm, (view["x"][1] - view["x"][0]) * inch_per_mm, 3.6]
-    figure = Figure(figsize=(sum(widths) + 0.4, height_in + 1.5))
-    grid = figure.add_gridspec(1, 3, width_ratios=widths, left=0.02, right=0.98, bottom=0.9 / (height_in + 1.5),
-                               top=1 - 0.6 / (height_in + 1.5), wspace=0.04)
+    total_in = height_in + TOP_IN + BOTTOM_IN
+    figure = Figure(figsize=(sum(widths) + 0.4, total_in))
+    grid = figure.add_gridspec(1, 3, width_ratios=widths, left=0.02, right=0.98, bottom=BOTTOM_IN / total_in,
+                               top=1 - TOP_IN / total_in, wspace=0.04)
     sagittal, coronal = figure.add_subplot(grid[0]), figure.add_subplot(grid[1])
     text_axes = figure.add_subplot(grid[2], sharey=sagittal)
     by_label = {int(row["vertebra"]): row for row in rows}
     _panel(sagittal, sagittal_ct, sagittal_mask, view["y"], view["z"], by_label, labels, points[:, [1, 2]], ("A", "P"))
     _panel(coronal, coronal_ct, coronal_mask, view["x"], view["z"], by_label, labels, points[:, [0, 2]], ("R", "L"))
-    _text_column(text_axes, [by_label[label] for label in labels], points[:, 2], view["z"], inch_per_mm)
-    figure.suptitle(title, x=0.02, y=1 - 0.12 / (height_in + 1.5), ha="left", va="top", fontsize=12,
-                    fontweight="bold")
-    if subtitle:
-        figure.text(0.02, 1 - 0.42 / (height_in + 1.5), subtitle, ha="left", va="top", fontsize=9,
-                    color="#b2182b" if subtitle_alarm else "black", fontweight="bold" if subtitle_alarm else None)
+    _text_column(text_axes, [by_label[label] for label in labels], points[:, 2], view["z"], inch_per_mm,
+                 [(notes or {}).get(label, []) for label in labels])
+    total_in = height_in + TOP_IN + BOTTOM_IN
+    figure.suptitle(title, x=0.02, y=1 - 0.12 / total_in, ha="left", va="top", fontsize=12, fontweight="bold")
+    for index, line in enumerate(subtitles[:2]):
+        figure.text(0.02, 1 - (0.42 + 0.22 * index) / total_in, line, ha="left", va="top", fontsize=9,
+                    color="#b2182b" if alarm else "black", fontweight="bold" if alarm else None)
     _legend(figure)
     with atomic_path(path, suffix=".png") as temporary:
         figure.savefig(temporary, format="png", dpi=100)
@@ -111,7 +118,7 @@ def _body_centres(points: np.ndarray, labels: list[int], sagittal_mask: np.ndarr
                   view: dict[str, tuple[float, float]]) -> np.ndarray:
     """Move each centre (y, z) to its vertebral body: a mask's centre of mass lies behind the body, among the
     posterior elements, and a coronal plane through it would miss the bodies. On the mid-sagittal plane the
-    body is the vertebra's largest connected piece."""
+    body is the vertebra's most anterior large piece (a cut vertebra's spinous process can be its largest)."""
     if sagittal_mask is None:
         return points   # centroids (VerSe convention) already mark the body
     points = points.copy()
@@ -121,7 +128,9 @@ def _body_centres(points: np.ndarray, labels: list[int], sagittal_mask: np.ndarr
         pieces, count = ndimage.label(sagittal_mask == label)
         if count:
             sizes = ndimage.sum_labels(np.ones_like(pieces), pieces, range(1, count + 1))
-            row, column = ndimage.center_of_mass(pieces == 1 + int(np.argmax(sizes)))
+            centres = ndimage.center_of_mass(np.ones_like(pieces), pieces, range(1, count + 1))
+            large = [index for index in range(count) if sizes[index] >= 0.25 * sizes.max()]
+            row, column = centres[min(large, key=lambda index: centres[index][1])]   # smallest y: anterior
             points[index, 1] = np.interp(column, np.arange(len(columns)), columns)
             points[index, 2] = np.interp(row, np.arange(len(rows)), rows)
     return points
@@ -191,11 +200,11 @@ def _scale_bar(axes, columns: tuple[float, float], rows: tuple[float, float]) ->
 
 
 def _text_column(axes, rows: list[dict[str, Any]], z_centres: np.ndarray, z_range: tuple[float, float],
-                 inch_per_mm: float) -> None:
+                 inch_per_mm: float, notes: list[list[str]]) -> None:
     """One block per vertebra at its height, pushed apart where blocks would overlap, with a leader line."""
     axes.set_xlim(0, 1)
     axes.axis("off")
-    blocks = [_block(row) for row in rows]
+    blocks = [_block(row, note) for row, note in zip(rows, notes)]
     order = np.argsort(-z_centres)                      # top (superior) first
     placed: dict[int, float] = {}
     floor = z_range[1] + 1e9
@@ -215,7 +224,7 @@ def _text_column(axes, rows: list[dict[str, Any]], z_centres: np.ndarray, z_rang
                       va="top", ha="left", linespacing=1.25)
 
 
-def _block(row: dict[str, Any]) -> tuple[str, list[str]]:
+def _block(row: dict[str, Any], notes: list[str]) -> tuple[str, list[str]]:
     grade = int(row["grade"])
     lines = [f"{row['level']}  grade {grade} {GENANT_GRADES.get(grade, '?')}",
              f"p(fracture) {float(row['p_fracture']):.2f}   heights A/M/P {_heights(row)}"]
@@ -224,8 +233,7 @@ def _block(row: dict[str, Any]) -> tuple[str, list[str]]:
         flags.append("CUT by field of view: grade unreliable")
     if row.get("review"):
         flags.append(f"REVIEW: {row['review']}" if isinstance(row["review"], str) else "REVIEW")
-    if row.get("warning") and "level" in str(row["warning"]):
-        flags.append("level never seen in training")
+    flags += textwrap.wrap("outside training: " + "; ".join(notes), NOTE_WIDTH) if notes else []
     return GRADE_COLOURS.get(grade, "white"), lines + flags
 
 

@@ -114,7 +114,7 @@ def write_saliency_picture(path: Path, crop: np.ndarray, cam: np.ndarray, spacin
                   va="top", path_effects=outline)
     axes.set_xticks([])
     axes.set_yticks([])
-    figure.colorbar(shown, ax=axes, fraction=0.04, label="Grad-CAM (1 = strongest)")
+    figure.colorbar(shown, ax=axes, fraction=0.04, label="Grad-CAM, mean of folds (1 = peak in every fold)")
     grade = int(row["grade"])
     axes.set_title(f"{row['case']} {row['level']}: grade {grade} {GENANT_GRADES.get(grade, '?')}, "
                    f"p(fracture) {float(row['p_fracture']):.2f}", fontsize=10)
