@@ -28,7 +28,7 @@ SLAB_MM = 4.0                           # thin-slab average across the plane: le
 MAX_PIXELS_PER_SIDE = 700
 TEXT_LINE_MM_PER_INCH = 0.16            # height of one 9-pt text line, in inches
 TOP_IN, BOTTOM_IN = 0.85, 0.9           # title and subtitles; legend
-NOTE_WIDTH = 52                         # characters per line of a vertebra's notes
+NOTE_WIDTH = 46                         # characters per line of a vertebra's notes
 OUTLINE = [patheffects.withStroke(linewidth=2.5, foreground="black")]
 
 

@@ -100,7 +100,7 @@ def write_saliency_picture(path: Path, crop: np.ndarray, cam: np.ndarray, spacin
     x = mid_sagittal_index(crop)
     ct, saliency, mask = crop[0, :, :, x], cam[:, :, x], crop[-1, :, :, x] > 0.5
     extent = (0.0, crop.shape[2] * spacing[1], 0.0, crop.shape[1] * spacing[0])
-    figure = Figure(figsize=(5.2, 5.2 * crop.shape[1] * spacing[0] / (crop.shape[2] * spacing[1]) + 1.1))
+    figure = Figure(figsize=(5.2, 5.2 * crop.shape[1] * spacing[0] / (crop.shape[2] * spacing[1]) + 0.9))
     axes = figure.add_subplot()
     axes.imshow(ct, cmap="gray", origin="lower", extent=extent, interpolation="bilinear")
     shown = axes.imshow(np.ma.masked_less(saliency, 0.05 * max(float(saliency.max()), 1e-12)), cmap="inferno",

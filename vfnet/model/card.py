@@ -90,9 +90,11 @@ def _ranges(fingerprint: dict[str, Any] | None) -> dict[str, Any]:
     medians = [entry["median_hu"] for case in cases for entry in case.get("vertebrae", {}).values()
                if isinstance(entry.get("median_hu"), (int, float))]
     pooled = fingerprint.get("intensity", {})
-    return {
-        "spacing_mm": {"axes": list(AXES), "min": [min(s[a] for s in spacings) for a in range(3)],
-                       "max": [max(s[a] for s in spacings) for a in range(3)]} if spacings else None,
+    note = {} if medians else {"ranges_note": "the fingerprint has no per-vertebra median HU (made by an older "
+                                              "vfnet): rerun vfnet_extract_fingerprint --clean to check intensities"}
+    return {**note,
+        "spacing_mm": {"axes": list(AXES), "min": [round(min(s[a] for s in spacings), 4) for a in range(3)],
+                       "max": [round(max(s[a] for s in spacings), 4) for a in range(3)]} if spacings else None,
         "vertebra_median_hu": {"min": min(medians), "max": max(medians), "what": "median HU inside each "
                                "training vertebra"} if medians else None,
         "voxel_hu": {key: pooled[key] for key in ("percentile_00_5", "percentile_99_5", "mean", "std")
