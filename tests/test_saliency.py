@@ -94,3 +94,16 @@ def test_saliency_picture_is_written(tmp_path, trained_model):
     row = {"case": "c1", "level": "L1", "grade": 2, "p_fracture": 0.9}
     path = write_saliency_picture(tmp_path / "c1_L1_saliency.png", crop, cam, (1.0, 1.0, 1.0), row, "test note")
     assert path.is_file() and path.stat().st_size > 5000
+
+
+def test_saliency_gives_the_network_the_same_morphometric_inputs_as_the_prediction():
+    from vfnet.morphometry.genant import FEATURE_NAMES
+    torch.manual_seed(0)
+    model = build_network({**NETWORK, "morphometric_features": list(FEATURE_NAMES)}).eval()
+    crop, _ = body_crop(np.random.default_rng(1), wedge=True)
+    inputs = np.zeros(2 * len(FEATURE_NAMES), np.float32)
+    inputs[len(FEATURE_NAMES):] = 1.0                               # every feature available
+    with_features = ensemble_grad_cam([model], crop, inputs)
+    assert with_features.shape == CROP
+    # The branch changes the explained score (it enters the classifier), hence the map's weights.
+    assert not np.allclose(with_features, ensemble_grad_cam([model], crop, None))

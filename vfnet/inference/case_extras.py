@@ -13,6 +13,8 @@ from vfnet.fileio import remove_stale_temporaries
 from vfnet.inference import domain
 from vfnet.model.card import load_card, write_card
 from vfnet.model.card_text import data_kind, summary_lines
+from vfnet.morphometry.genant import morphometry_inputs
+from vfnet.planning.plans import load_plans
 
 PICTURES_FOLDER = "pictures"
 NO_CARD = ("Model card: none in {folder} (trained before vfnet wrote cards): the training data are unknown and "
@@ -22,6 +24,9 @@ NO_CARD = ("Model card: none in {folder} (trained before vfnet wrote cards): the
 class CaseExtras:
     def __init__(self, model_folder: Path, output_folder: Path, pictures: bool = True, saliency: bool = False):
         self.output_folder, self.pictures, self.saliency = Path(output_folder), pictures, saliency
+        # Saliency explains the score that graded each vertebra: with the plan's morphometric inputs, if any.
+        self.morphometric_features = load_plans(Path(model_folder) / "plans.json")["network"].get(
+            "morphometric_features", [])
         self.card = load_card(model_folder)
         if self.card is None:
             print(NO_CARD.format(folder=model_folder))
@@ -76,8 +81,10 @@ class CaseExtras:
             if int(row["grade"]) < 1:
                 continue
             array, properties = crops[int(row["vertebra"])]
-            cam = ensemble_grad_cam(models, array)
-            layer = explained_block(models[0], array.shape)[0]
+            morphometry = morphometry_inputs([properties], self.morphometric_features)[0] \
+                if self.morphometric_features else None
+            cam = ensemble_grad_cam(models, array, morphometry)
+            layer = explained_block(models[0], array.shape, morphometry)[0]
             note = (f"Grad-CAM of the fracture log-odds at {layer}, mean of {len(models)} fold(s); mid-sagittal "
                     f"slice of the crop, anterior left. Where the network looked, not proof of a fracture.")
             row["saliency"] = f"{PICTURES_FOLDER}/{record['case']}_{row['level']}_saliency.png"

@@ -21,16 +21,20 @@ from vfnet.labels import GENANT_GRADES
 MIN_CELLS = 4
 
 
-def network_logits(model: torch.nn.Module, crops: torch.Tensor) -> torch.Tensor:
-    """The one call of the network here: when its forward gains inputs (e.g. morphometric features), add them here."""
-    return model(crops)["logits"]
+def network_logits(model: torch.nn.Module, crops: torch.Tensor, morphometry: torch.Tensor | None) -> torch.Tensor:
+    """The one call of the network here (a change to its inputs is a change to this line only).
+
+    `morphometry`: the morphometric branch's inputs (B, 2F), exactly as the prediction gave them, so the score
+    explained is the one that graded the vertebra; None for a plan without the branch."""
+    return model(crops, morphometry)["logits"]
 
 
 def fracture_log_odds(logits: torch.Tensor) -> torch.Tensor:
     return torch.logsumexp(logits[:, 1:], dim=1) - logits[:, 0]
 
 
-def explained_block(model: torch.nn.Module, crop_shape: Sequence[int]) -> tuple[str, torch.nn.Module]:
+def explained_block(model: torch.nn.Module, crop_shape: Sequence[int],
+                    morphometry: np.ndarray | None = None) -> tuple[str, torch.nn.Module]:
     """(name, module) of the deepest encoder block whose output has >= MIN_CELLS cells along every axis."""
     blocks = list(model.encoder.named_children()) if hasattr(model, "encoder") else []
     if not blocks:
@@ -40,7 +44,8 @@ def explained_block(model: torch.nn.Module, crop_shape: Sequence[int]) -> tuple[
              for name, module in blocks]
     try:
         with torch.no_grad():
-            network_logits(model, torch.zeros((1, *crop_shape), device=_device(model)))
+            network_logits(model, torch.zeros((1, *crop_shape), device=_device(model)),
+                           _tensor(morphometry, model))
     finally:
         for hook in hooks:
             hook.remove()
@@ -51,10 +56,12 @@ def explained_block(model: torch.nn.Module, crop_shape: Sequence[int]) -> tuple[
     return f"encoder.{chosen[0]}", chosen[1]
 
 
-def grad_cam(model: torch.nn.Module, crop: np.ndarray) -> np.ndarray:
-    """Grad-CAM of the fracture log-odds for one crop (C, Z, Y, X): (Z, Y, X), >= 0, upsampled to the crop."""
+def grad_cam(model: torch.nn.Module, crop: np.ndarray, morphometry: np.ndarray | None = None) -> np.ndarray:
+    """Grad-CAM of the fracture log-odds for one crop (C, Z, Y, X): (Z, Y, X), >= 0, upsampled to the crop.
+
+    `morphometry`: this vertebra's (2F,) morphometric inputs, or None."""
     model.eval()
-    _, block = explained_block(model, crop.shape)
+    _, block = explained_block(model, crop.shape, morphometry)
     captured: dict[str, torch.Tensor] = {}
 
     def keep(_module, _inputs, output):
@@ -66,7 +73,7 @@ def grad_cam(model: torch.nn.Module, crop: np.ndarray) -> np.ndarray:
         with torch.enable_grad():
             inputs = torch.from_numpy(np.ascontiguousarray(crop[None], dtype=np.float32)).to(_device(model))
             model.zero_grad(set_to_none=True)
-            fracture_log_odds(network_logits(model, inputs)).sum().backward()
+            fracture_log_odds(network_logits(model, inputs, _tensor(morphometry, model))).sum().backward()
     finally:
         hook.remove()
     activation = captured["activation"]
@@ -77,11 +84,12 @@ def grad_cam(model: torch.nn.Module, crop: np.ndarray) -> np.ndarray:
     return cam[0, 0].cpu().numpy()
 
 
-def ensemble_grad_cam(models: Sequence[torch.nn.Module], crop: np.ndarray) -> np.ndarray:
+def ensemble_grad_cam(models: Sequence[torch.nn.Module], crop: np.ndarray,
+                      morphometry: np.ndarray | None = None) -> np.ndarray:
     """Mean over folds of each fold's map scaled to its maximum (a fold with no fracture evidence adds zeros)."""
     maps = []
     for model in models:
-        cam = grad_cam(model, crop)
+        cam = grad_cam(model, crop, morphometry)
         maps.append(cam / cam.max() if cam.max() > 0 else cam)
     return np.mean(maps, axis=0)
 
@@ -127,3 +135,9 @@ def write_saliency_picture(path: Path, crop: np.ndarray, cam: np.ndarray, spacin
 
 def _device(model: torch.nn.Module) -> torch.device:
     return next(model.parameters()).device
+
+
+def _tensor(morphometry: np.ndarray | None, model: torch.nn.Module) -> torch.Tensor | None:
+    if morphometry is None:
+        return None
+    return torch.from_numpy(np.asarray(morphometry, dtype=np.float32).reshape(1, -1)).to(_device(model))
