@@ -19,9 +19,10 @@ from matplotlib.lines import Line2D
 from scipy import ndimage
 
 from vfnet.fileio import atomic_path
-from vfnet.labels import GENANT_GRADES
+from vfnet.labels import GENANT_GRADES, level_name
 
 GRADE_COLOURS = {0: "#1a9850", 1: "#fee08b", 2: "#fc8d59", 3: "#d73027"}   # green, yellow, orange, red
+UNGRADED_COLOUR = "#bbbbbb"
 WINDOW_HU = (-250.0, 950.0)             # bone window: cancellous bone, endplates and fracture lines visible
 MARGIN_MM = {"z": 30.0, "anterior": 55.0, "posterior": 85.0, "lateral": 70.0}
 SLAB_MM = 4.0                           # thin-slab average across the plane: less noise, still one plane
@@ -182,6 +183,8 @@ def _panel(axes, ct: np.ndarray, labels: np.ndarray | None, columns: tuple[float
             axes.plot(*centres[index], "o", color=colour, markersize=8, markeredgecolor="black")
         axes.text(max(left - 3.0, columns[0] + 1.0), z_text, row["level"], color="white", fontsize=9,
                   fontweight="bold", ha="right", va="center", path_effects=OUTLINE, clip_on=True)
+    if labels is not None:
+        _ungraded(axes, labels, set(order), column_mm, row_mm, columns)
     for x, text, alignment in ((0.01, sides[0], "left"), (0.99, sides[1], "right")):
         axes.text(x, 0.99, text, transform=axes.transAxes, color="yellow", fontsize=11, fontweight="bold",
                   ha=alignment, va="top", path_effects=OUTLINE)
@@ -190,6 +193,18 @@ def _panel(axes, ct: np.ndarray, labels: np.ndarray | None, columns: tuple[float
     axes.set_ylim(rows)
     axes.set_xticks([])
     axes.set_yticks([])
+
+
+def _ungraded(axes, labels: np.ndarray, graded: set[int], column_mm: np.ndarray, row_mm: np.ndarray,
+              columns: tuple[float, float]) -> None:
+    """Mask labels in view that were not graded (S1, a level the model never saw): grey, so no one reads a grade."""
+    for label in sorted(set(np.unique(labels).tolist()) - graded - {0}):
+        inside = np.argwhere(labels == label)
+        axes.contour(column_mm, row_mm, (labels == label).astype(float), levels=[0.5], colors=[UNGRADED_COLOUR],
+                     linewidths=1.0, linestyles=":")
+        axes.text(max(float(column_mm[inside[:, 1].min()]) - 3.0, columns[0] + 1.0),
+                  float(row_mm[int(np.median(inside[:, 0]))]), f"{level_name(label)} (not graded)",
+                  color=UNGRADED_COLOUR, fontsize=8, ha="right", va="center", path_effects=OUTLINE, clip_on=True)
 
 
 def _scale_bar(axes, columns: tuple[float, float], rows: tuple[float, float]) -> None:
@@ -248,7 +263,8 @@ def _legend(figure: Figure) -> None:
     handles = [Line2D([], [], color=GRADE_COLOURS[g], linewidth=4, label=f"{g} {name}")
                for g, name in GENANT_GRADES.items()]
     handles += [Line2D([], [], color="grey", linestyle="--", linewidth=1.6, label="cut by field of view"),
-                Line2D([], [], color="grey", linewidth=3.0, label="flagged for review")]
+                Line2D([], [], color="grey", linewidth=3.0, label="flagged for review"),
+                Line2D([], [], color=UNGRADED_COLOUR, linestyle=":", linewidth=1.0, label="not graded")]
     figure.legend(handles=handles, loc="lower left", ncol=len(handles), fontsize=9, frameon=False,
                   bbox_to_anchor=(0.01, 0.0), title="grade (outline colour)     A/M/P = anterior/middle/posterior "
                   "body height", title_fontsize=9, alignment="left")
