@@ -4,7 +4,6 @@ one; its card says what it was 'trained' on."""
 import csv
 import json
 
-
 from test_inference_ensemble import TINY_NETWORK, save_tiny_model
 from test_inference_phantom import write_phantom
 from test_inference_predict import TINY_PREPROCESSING, tiny_plans
