@@ -44,7 +44,9 @@ def test_synthetic_model_on_a_real_ct_warns_on_every_vertebra(shared_data, tmp_p
     assert main(["-i", str(shared_data / "real" / "totalsegmentator_example"), "-o", str(output), "-m", str(model),
                  "-f", "0"]) == 0
     console = capsys.readouterr().out.splitlines()
-    assert "trained on SYNTHETIC phantoms" in console[0] and console[1].startswith("Cross-validation: not")
+    card_line = next(index for index, line in enumerate(console) if line.startswith("Model "))
+    assert "trained on SYNTHETIC phantoms" in console[card_line]
+    assert console[card_line + 1].startswith("Cross-validation: not")
     rows = _rows(output)
     assert sorted(rows) == ["L1", "L2", "L3", "L4", "L5", "T11", "T12"]
     for level, row in rows.items():
