@@ -25,20 +25,20 @@ setup(
     license="Apache-2.0",
     python_requires=">=3.10",
     packages=find_packages(include=["vfnet", "vfnet.*"]),
+    # Only what vfnet imports (tests/test_dependencies.py checks it). Unlike nnU-Net, no batchgenerators or
+    # acvl-utils: augmentation is vfnet's own batched torch code (~2x faster here, see README.md).
     install_requires=[
         # Install the pinned CPU wheel first (`pip install torch==2.13.0`); this range accepts it, so pip
         # never pulls a multi-GB CUDA build on its own. The range is what the tests run on: 2.13 (CI) and 2.11
         # (the GPU machine); the code uses the torch.amp GradScaler API of recent releases.
         "torch>=2.11,<2.15",
-        "batchgenerators>=0.25",
-        "SimpleITK>=2.2",
+        "SimpleITK>=2.2",  # image IO and resampling
         "numpy>=1.24",
-        "scipy>=1.10",
-        "scikit-learn>=1.3",
-        "acvl-utils>=0.2",
-        "tqdm>=4.60",
-        "matplotlib>=3.7",
-        "openpyxl>=3.1",  # VerSe grade tables (xlsx)
+        "scipy>=1.10",  # ndimage: extents, reformats
+        "scikit-learn>=1.3",  # metrics, PCA, silhouette
+        "tqdm>=4.60",  # progress bars on a terminal (vfnet/progress_bars.py)
+        "matplotlib>=3.7",  # progress.png, report figures, case pictures
+        "openpyxl>=3.1",  # VerSe grade tables (xlsx), dataset_conversion/convert_verse.py
         "pyyaml>=6.0",  # annotation.yaml of the paper's dataset (safe_load only)
     ],
     extras_require={

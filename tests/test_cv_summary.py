@@ -58,6 +58,11 @@ def test_cv_summary_writes_metrics_report_and_figures(model_folder, capsys):
     output = model_folder / "cv_summary"
     metrics = json.loads((output / "metrics.json").read_text())
     assert metrics["metrics"]["n"] == 5 * 16 and metrics["folds"] == [0, 1, 2, 3, 4]
+    # A model trained before cards existed gets one, completed with the pooled metrics and their CIs.
+    card = json.loads((model_folder / "model_card.json").read_text())
+    assert card["cross_validation"]["vertebrae"] == 5 * 16
+    macro_f1 = card["cross_validation"]["metrics"]["macro_f1"]
+    assert macro_f1["value"] == metrics["metrics"]["macro_f1"] and len(macro_f1["ci95"]) == 2
     assert metrics["bootstrap"]["resampled_unit"] == "patient"
     low, high = metrics["confidence_intervals"]["macro_f1"]
     assert low <= metrics["metrics"]["macro_f1"] <= high

@@ -83,6 +83,7 @@ def test_dataset_json_is_a_valid_raw_dataset(dataset):
         assert sorted(case.grades) == list(range(min(case.grades), max(case.grades) + 1))  # consecutive
         assert case.patient == truth["cases"][case.case_id]["patient"]
     assert not list(dataset.parent.glob(".*partial*"))
+    assert raw.description["synthetic"] is True  # the model card reads it
 
 
 def test_images_and_masks_share_geometry_and_hold_every_graded_label(dataset):

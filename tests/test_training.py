@@ -92,6 +92,9 @@ def test_a_tiny_fold_trains_end_to_end_and_writes_every_output(fake_dataset):
     assert final["epoch"] == 1 and len(final["log"]["train_loss"]) == 2 and final["fold"] == 0
     assert all(value is not None for value in final["log"]["val_macro_f1"])
     assert "epoch 2/2" in (fold / "training_log.txt").read_text()
+    card = json.loads((fake_dataset / "model_card.json").read_text())
+    assert card["plan"]["epochs"] == 2 and card["cross_validation"] is None
+    assert (fake_dataset / "model_card.md").read_text().startswith("# Model card: Dataset901_Fake")
 
 
 def test_the_network_learns_the_grade_from_the_box_height(fake_dataset):

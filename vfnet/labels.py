@@ -48,3 +48,21 @@ def nnunet_label_names() -> dict[str, int]:
     for label in range(1, 29):
         names[VERSE_LEVELS[label]] = label
     return names
+
+
+def spine_order(label: int) -> float:
+    """Head-to-feet position of a VerSe id: T13 (28) sits between T12 (19) and L1 (20)."""
+    return 19.5 if int(label) == 28 else float(label)
+
+
+def level_ranges(levels: list[str]) -> str:
+    """'T10-L5' for adjacent levels, else the runs joined ('T4-T6, L1'); unknown names are listed as they are."""
+    known = sorted((spine_order(LEVEL_TO_VERSE[name]), name) for name in set(levels) if name in LEVEL_TO_VERSE)
+    runs: list[list[tuple[float, str]]] = []
+    for position, name in known:
+        if runs and position - runs[-1][-1][0] <= 1:  # T12, T13, L1 and T12, L1 are both unbroken
+            runs[-1].append((position, name))
+        else:
+            runs.append([(position, name)])
+    parts = [run[0][1] if len(run) == 1 else f"{run[0][1]}-{run[-1][1]}" for run in runs]
+    return ", ".join(parts + sorted(name for name in set(levels) if name not in LEVEL_TO_VERSE))

@@ -6,6 +6,7 @@ Each step calls the same `main` a user would run from the shell, so the demo exe
 """
 import argparse
 import os
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -93,6 +94,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                                  "-o", str(predictions / "evaluation")])
     _print_summary(model / "cv_summary",
                    predictions, time.perf_counter() - started)
+    _print_reuse(folders, new_cases, predictions, args)
     return 0
 
 
@@ -111,6 +113,22 @@ def _print_summary(summary_folder: Path, predictions: Path, seconds: float) -> N
     print(line("unseen synthetic cases, five-fold ensemble", unseen))
     print(f"report:      {summary_folder / 'report.html'}")
     print(f"predictions: {predictions / 'predictions.csv'}")
+
+
+def reuse_command(folders: dict[str, Path], inputs: Path, masks: Path, output: Path, folds: list[str]) -> str:
+    """The shell command that predicts with the demo's models: its folders are the demo's, not the shell's."""
+    environment = " ".join(f"{name}={shlex.quote(str(folder))}" for name, folder in folders.items())
+    fold_option = "" if folds == ["0", "1", "2", "3", "4"] else " -f " + " ".join(folds)
+    return (f"{environment} vfnet_predict -i {shlex.quote(str(inputs))} --masks {shlex.quote(str(masks))} "
+            f"-o {shlex.quote(str(output))} -d {DATASET_ID}{fold_option}")
+
+
+def _print_reuse(folders: dict[str, Path], new_cases: Path, predictions: Path, args: argparse.Namespace) -> None:
+    epochs = f"{args.epochs} epoch{'s' if args.epochs != 1 else ''}" if args.epochs else "the plan's epochs"
+    print("\nTo predict with these models again (put your CTs and vertebra masks in place of -i and --masks):")
+    print("  " + reuse_command(folders, new_cases / "imagesTr", new_cases / "labelsTr", predictions, args.folds))
+    print(f"These models are SYNTHETIC: trained for {epochs} on {args.cases} phantom CTs, not on patients; their "
+          f"grades of a real CT mean nothing (vfnet_predict warns on every vertebra).")
 
 
 def entry() -> None:

@@ -54,6 +54,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--continue_on_error", action="store_true",
                         help="keep going when a case fails; failed cases are listed at the end and in "
                              "OUT/failures.csv, and the exit code is still 1")
+    parser.add_argument("--no_pictures", action="store_true",
+                        help="skip the picture of each case (pictures/<case>.png: sagittal and coronal views)")
+    parser.add_argument("--saliency", action="store_true",
+                        help="Grad-CAM map of each vertebra graded >= 1 (pictures/<case>_<level>_saliency.png)")
     add_debug_flag(parser)
     return parser
 
@@ -122,12 +126,14 @@ def parse_folds(values: list[str]) -> list[int | str]:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     # Imported here so `--help` stays fast and does not load torch.
+    from vfnet.inference.case_extras import warning_lines
     from vfnet.inference.predictor import PredictSettings, run_prediction
     device, reason = choose_device(args.device)
     print(f"vfnet_predict: predicting on {device} ({reason}).", flush=True)
     settings = PredictSettings(**model_choice(args), mirror=not args.disable_tta, device=device,
                                label_format=args.label_format, masks=args.masks, centroids=args.centroids,
-                               overwrite=args.overwrite, continue_on_error=args.continue_on_error)
+                               overwrite=args.overwrite, continue_on_error=args.continue_on_error,
+                               pictures=not args.no_pictures, saliency=args.saliency)
     run = run_prediction(args.input, args.output, settings)
     total = len(run.records) + len(run.failures)
     failures = args.output / "failures.csv"
@@ -136,6 +142,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                          f"predictions.csv was written.")
     print(f"{len(run.records)} case(s) predicted ({len(run.reused)} reused from an earlier run) -> "
           f"{args.output / 'predictions.csv'}")
+    for line in warning_lines(run.records):
+        print(line)
     if run.failures:
         print(f"vfnet_predict: {len(run.failures)} of {total} case(s) failed and are not in predictions.csv "
               f"(listed above and in {failures}): {', '.join(run.failures)}.", file=sys.stderr)

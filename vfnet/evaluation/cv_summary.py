@@ -18,8 +18,9 @@ from vfnet.evaluation.metrics import classification_metrics
 from vfnet.evaluation.report import FigureEntry, per_fold_table, summarise, write_classification_figures, write_report
 from vfnet.evaluation.tables import read_predictions
 from vfnet.fileio import read_json, write_json
-from vfnet.paths import (dataset_folder_name, fold_folder, model_folder_name, model_folders_for_plans, results_folder,
-                         validation_predictions_file)
+from vfnet.model.card import add_cross_validation
+from vfnet.paths import (dataset_folder_name, fold_folder, model_folder_name, model_folders_for_plans,
+                         preprocessed_folder, results_folder, validation_predictions_file)
 
 NUM_FOLDS = 5
 SEPARABILITY = ("silhouette score of the embeddings grouped by reference grade, cosine distance "
@@ -151,6 +152,7 @@ def summarise_cross_validation(folder: Path, output: Path, allow_missing_folds: 
     }
     output.mkdir(parents=True, exist_ok=True)
     write_json(output / "metrics.json", content)
+    add_cross_validation(folder, content, output, _preprocessed_dataset_folder(folder.parent.name))
 
     figures = write_classification_figures(output, reference, probabilities, summary["metrics"])
     embedding_png = plots.plot_embeddings(
@@ -170,6 +172,14 @@ def summarise_cross_validation(folder: Path, output: Path, allow_missing_folds: 
                  warnings=[f"Fold {fold} is degenerate: {reason}. Retrain it before using the ensemble."
                            for fold, reason in degenerate.items()])
     return content
+
+
+def _preprocessed_dataset_folder(dataset_name: str) -> Path | None:
+    """Where the model's fingerprint may be, for a card written after training (models trained before cards)."""
+    try:
+        return preprocessed_folder() / dataset_name
+    except VfnetError:
+        return None
 
 
 def _notes(folds: list[FoldResult], missing: list[int], checkpoints: dict[str, str | None]) -> list[str]:

@@ -8,6 +8,7 @@ from typing import Any, Sequence
 
 import numpy as np
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 from sklearn.calibration import calibration_curve
 from sklearn.decomposition import PCA
 from sklearn.metrics import roc_curve
@@ -89,26 +90,36 @@ def plot_embeddings(folds: Sequence[tuple[str, np.ndarray, np.ndarray]], path: P
     usable = [(name, emb, ref) for name, emb, ref in folds if emb.shape[0] >= 2 and emb.shape[1] >= 2]
     if not usable:
         return None
-    figure = Figure(figsize=(3.4 * len(usable), 3.4))
+    # At most three panels a row, so the figure stays within the report's width and is shown unscaled.
+    columns = min(3, len(usable))
+    rows = -(-len(usable) // columns)
+    figure = Figure(figsize=(3.3 * columns, 3.3 * rows + 0.6))
+    handles: dict[int, Any] = {}
     for index, (name, embedding, reference) in enumerate(usable):
-        axes = figure.add_subplot(1, len(usable), index + 1)
+        axes = figure.add_subplot(rows, columns, index + 1)
         projected = PCA(n_components=2).fit_transform(embedding)
         for grade, colour in enumerate(GRADE_COLOURS):
             chosen = reference == grade
             if chosen.any():
-                axes.scatter(*projected[chosen].T, s=10, color=colour, label=f"{grade} {GENANT_GRADES[grade]}")
+                handles[grade] = axes.scatter(*projected[chosen].T, s=12, color=colour,
+                                              label=f"{grade} {GENANT_GRADES[grade]}")
         axes.set_title(f"fold {name}")
         axes.set_xticks([])
         axes.set_yticks([])
-    figure.axes[0].legend(fontsize="small")
-    return _save(figure, path)
+    figure.legend([handles[grade] for grade in sorted(handles)], [f"grade {grade} {GENANT_GRADES[grade]}"
+                  for grade in sorted(handles)], loc="lower center", ncol=len(handles), fontsize="medium",
+                  markerscale=2, frameon=False)
+    figure.tight_layout(rect=(0, 0.6 / (3.3 * rows + 0.6), 1, 1))
+    with atomic_path(path, suffix=".png") as temporary:
+        figure.savefig(temporary, format="png", dpi=110)
+    return path
 
 
 def plot_training_curves(progress: dict[str, dict[str, Any]], path: Path) -> Path | None:
     """Losses and validation macro-F1 per epoch for every fold that wrote progress.json."""
     if not progress:
         return None
-    figure = Figure(figsize=(10, 3.6))
+    figure = Figure(figsize=(10, 4.2))
     loss_axes, f1_axes = figure.subplots(1, 2)
     for index, (fold, log) in enumerate(progress.items()):
         colour = f"C{index}"  # one colour per fold; solid = training, dashed = validation
@@ -116,14 +127,21 @@ def plot_training_curves(progress: dict[str, dict[str, Any]], path: Path) -> Pat
                                  (f1_axes, "val_macro_f1", "-")):
             points = _epoch_points(log, key)
             if points:
-                axes.plot(*zip(*points), style, color=colour, label=f"fold {fold} {key.replace('_', ' ')}")
+                axes.plot(*zip(*points), style, color=colour)
     loss_axes.set_xlabel("epoch")
     loss_axes.set_ylabel("loss")
-    loss_axes.legend(fontsize="x-small", ncol=2)
     f1_axes.set_xlabel("epoch")
     f1_axes.set_ylabel("validation macro-F1")
-    f1_axes.legend(fontsize="x-small")
-    return _save(figure, path)
+    # One legend for colour (fold) and one for line style (training / validation) instead of 2 × folds entries.
+    fold_handles = [Line2D([], [], color=f"C{index}", label=f"fold {fold}") for index, fold in enumerate(progress)]
+    style_handles = [Line2D([], [], color="black", linestyle="-", label="training loss / validation macro-F1"),
+                     Line2D([], [], color="black", linestyle="--", label="validation loss")]
+    figure.legend(handles=fold_handles + style_handles, loc="lower center", ncol=len(fold_handles) + 2,
+                  fontsize="medium", frameon=False)
+    figure.tight_layout(rect=(0, 0.1, 1, 1))
+    with atomic_path(path, suffix=".png") as temporary:
+        figure.savefig(temporary, format="png", dpi=110)
+    return path
 
 
 def _epoch_points(log: dict[str, Any], key: str) -> list[tuple[float, float]]:

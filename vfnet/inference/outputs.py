@@ -15,7 +15,7 @@ from vfnet.fileio import read_json, write_json, write_text
 
 PREDICTION_COLUMNS = ("case", "vertebra", "level", "grade", "p0", "p1", "p2", "p3", "p_fracture", "fold_spread",
                       "fracture", "entropy", "review", "anterior_mm", "middle_mm", "posterior_mm", "height_loss",
-                      "morphometric_grade", "note")
+                      "morphometric_grade", "note", "warning")
 PATIENT_COLUMNS = ("case", "patient", "vertebrae", "highest_grade", "fractured_levels", "unreliable_levels",
                    "max_p_fracture", "flagged_for_review")
 CASE_FORMAT = "vfnet-prediction-1"

@@ -16,6 +16,7 @@ import SimpleITK as sitk
 from vfnet.dataset.image_io import check_finite, orientation_code, read_image
 from vfnet.errors import VfnetError
 from vfnet.fileio import remove_stale_temporaries
+from vfnet.inference.case_extras import CaseExtras
 from vfnet.inference.configurations import load_configuration_models
 from vfnet.inference.decisions import Decisions
 from vfnet.inference.ensemble import FoldEnsemble, checkpoint_path
@@ -50,6 +51,8 @@ class PredictSettings:
     continue_on_error: bool = False  # keep going after a failing case (it is listed in failures.csv)
     ensemble_members: list[Path] = field(default_factory=list)   # further model folders (ensemble of configurations)
     decisions: Decisions = field(default_factory=Decisions)      # calibration, fracture threshold, review flag
+    pictures: bool = True            # a PNG of each case (inference/pictures.py)
+    saliency: bool = False           # Grad-CAM of each vertebra graded >= 1 (inference/saliency.py)
 
     def signature(self) -> dict[str, Any]:
         """What a case's result depends on: a rerun with the same signature may reuse it."""
@@ -58,7 +61,8 @@ class PredictSettings:
         signature = {"model_folder": str(self.model_folder.resolve()), "checkpoint": self.checkpoint_name,
                      "checkpoint_mtimes": checkpoints, "tta_mirror": self.mirror, "label_format": self.label_format,
                      "masks": str(self.masks) if self.masks else None,
-                     "centroids": str(self.centroids) if self.centroids else None}
+                     "centroids": str(self.centroids) if self.centroids else None,
+                     "pictures": self.pictures, "saliency": self.saliency}
         if self.ensemble_members:
             signature["ensemble_members"] = {
                 str(folder.resolve()): [checkpoint_path(folder, fold, self.checkpoint_name).stat().st_mtime_ns
@@ -84,6 +88,7 @@ def run_prediction(input_path: Path, output_folder: Path, settings: PredictSetti
     signature = settings.signature()
     levels = trained_levels(settings.model_folder)
     remove_stale_temporaries(output_folder)   # left by a run killed mid-write
+    extras = CaseExtras(settings.model_folder, output_folder, settings.pictures, settings.saliency)
     run = PredictionRun()
     for case in cases:
         earlier = None if settings.overwrite else load_complete_case(output_folder, case.case_id, signature)
@@ -94,7 +99,7 @@ def run_prediction(input_path: Path, output_folder: Path, settings: PredictSetti
         try:
             started = time.perf_counter()
             record = predict_case(case, ensemble, plans, settings, signature, single_case=len(cases) == 1,
-                                  levels=levels)
+                                  levels=levels, extras=extras)
             write_case_record(output_folder, record)
             run.records.append(record)
             print(f"{case.case_id}: {len(record['vertebrae'])} vertebrae from {record['source']['vertebrae_from']} "
@@ -117,7 +122,7 @@ def run_prediction(input_path: Path, output_folder: Path, settings: PredictSetti
 
 def predict_case(case: InputCase, ensemble: FoldEnsemble, plans: dict[str, Any], settings: PredictSettings,
                  signature: dict[str, Any], single_case: bool = False,
-                 levels: set[int] | None = None) -> dict[str, Any]:
+                 levels: set[int] | None = None, extras: CaseExtras | None = None) -> dict[str, Any]:
     image = read_image(case.image, "CT")
     check_finite(image, case.image, "CT")
     source = vertebra_source(case, image, settings, single_case)
@@ -154,7 +159,10 @@ def predict_case(case: InputCase, ensemble: FoldEnsemble, plans: dict[str, Any],
                    "folds": [str(fold) for fold in settings.folds],
                    "fold_spread": "standard deviation of p_fracture across folds",
                    "mask_resampled": source.mask_resampled, "notes": source.notes}
-    return make_case_record(case.case_id, source_info, signature, rows, not_predicted)
+    record = make_case_record(case.case_id, source_info, signature, rows, not_predicted)
+    if extras is not None:  # warnings, picture, saliency
+        extras.complete(record, image, source.mask_image, {label: crops[label] for label in labels}, ensemble.models)
+    return record
 
 
 def vertebra_source(case: InputCase, image: sitk.Image, settings: PredictSettings,

@@ -2,7 +2,7 @@
 
 Cases are read in worker processes, one case per worker at a time. Extents come from
 `scipy.ndimage.find_objects` on the mask (no per-label copies of the volume); intensities are a bounded,
-seeded sample of voxels inside the graded vertebrae.
+seeded sample of voxels inside the graded vertebrae, plus each vertebra's median HU (all its voxels).
 """
 from collections import Counter
 from typing import Any
@@ -44,6 +44,7 @@ def case_fingerprint(case: RawCase) -> dict[str, Any]:
                 raise DatasetError(f"centroid file {case.centroids}: graded vertebra {label} has no centroid.")
             vertebrae[str(label)] = _vertebra_entry(case, label, typical_vertebra_extent_mm(label), "typical")
             samples.append(_sample_ellipsoid(image, centroids[label], label, rng))
+            vertebrae[str(label)]["median_hu"] = _median(samples[-1])
     return {"case": case.case_id, "patient": case.patient, "spacing": canonical_spacing(image),
             "shape": canonical_shape(image), "orientation": orientation_code(image),
             "vertebrae": {key: vertebrae[key] for key in sorted(vertebrae, key=int)},
@@ -75,10 +76,16 @@ def _measure_from_mask(case: RawCase, image: sitk.Image, rng: np.random.Generato
         extent = _physical_extent_zyx(image, box)
         vertebrae[str(label)] = _vertebra_entry(case, label, extent, "mask")
         inside = hu[box][labels[box] == label]
+        vertebrae[str(label)]["median_hu"] = _median(inside)
         if inside.size > SAMPLES_PER_VERTEBRA:
             inside = rng.choice(inside, SAMPLES_PER_VERTEBRA, replace=False)
         samples.append(np.asarray(inside, dtype=np.float32))
     return found
+
+
+def _median(values: np.ndarray) -> float | None:
+    """A vertebra's median HU: the model card's intensity range, checked against each predicted vertebra."""
+    return round(float(np.median(values)), 1) if values.size else None
 
 
 def _physical_extent_zyx(image: sitk.Image, box: tuple[slice, slice, slice]) -> list[float]:

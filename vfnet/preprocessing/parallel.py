@@ -8,9 +8,9 @@ from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
 import SimpleITK as sitk
-from tqdm import tqdm
 
 from vfnet.errors import VfnetError
+from vfnet.progress_bars import progress_bar
 
 
 @dataclass
@@ -42,10 +42,12 @@ def map_cases(function: Callable[[Any], Any], items: Sequence[tuple[str, Any]], 
     if num_processes < 1:
         raise VfnetError(f"The number of processes (-np) must be at least 1, not {num_processes}.")
     outcomes: dict[str, CaseOutcome] = {}
-    with tqdm(total=len(items), desc=description, unit="case", disable=not items) as progress:
+    with progress_bar(total=len(items), desc=description, unit="cases", line_per_item=True,
+                      disable=not items) as progress:
         if num_processes == 1 or len(items) <= 1:
             for case_id, item in items:
                 outcomes[case_id] = _run_one(function, case_id, item)
+                progress.set_postfix_str(_done(outcomes[case_id]), refresh=False)
                 progress.update()
         else:
             with ProcessPoolExecutor(max_workers=min(num_processes, len(items)),
@@ -58,5 +60,10 @@ def map_cases(function: Callable[[Any], Any], items: Sequence[tuple[str, Any]], 
                         raise VfnetError(f"A worker process died during '{description}' (most often out of "
                                          f"memory); rerun with fewer processes (-np).") from None
                     outcomes[outcome.case_id] = outcome
+                    progress.set_postfix_str(_done(outcome), refresh=False)
                     progress.update()
     return [outcomes[case_id] for case_id, _ in items]
+
+
+def _done(outcome: CaseOutcome) -> str:
+    return f"{outcome.case_id} failed" if outcome.error else outcome.case_id

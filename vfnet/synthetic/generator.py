@@ -87,8 +87,10 @@ def generate_dataset(folder: str | Path, num_cases: int, seed: int,
                 truth["cases"][case_id] = write_case(staging, case_id, plan.patient, spine, rng, scan_ranges)
                 entries.append({"case": case_id, "patient": plan.patient,
                                 "vertebrae": {v.label: v.grade for v in spine.vertebrae}})
-        write_dataset_json(staging, make_dataset_json(
-            folder.name, entries, FILE_ENDING, description=f"Synthetic spine phantoms (vfnet generator, seed {seed})"))
+        dataset_json = make_dataset_json(folder.name, entries, FILE_ENDING,
+                                         description=f"Synthetic spine phantoms (vfnet generator, seed {seed})")
+        dataset_json["synthetic"] = True  # read by the model card: models trained on phantoms say so
+        write_dataset_json(staging, dataset_json)
         write_json(staging / TRUTH_FILE, truth)  # written last: its presence marks a finished dataset
     return truth
 

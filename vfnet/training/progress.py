@@ -1,12 +1,16 @@
 """Progress: training_log.txt, progress.png (matplotlib, Agg) and progress.json (the curves, for vfnet_cv_summary).
 
-All three are rewritten atomically after every epoch."""
+All three are rewritten atomically after every epoch. Each log line is also printed, so a console (or a redirected
+log) gets one line per epoch while the batch progress bar shows only on a terminal."""
+import sys
 import time
 from pathlib import Path
 from typing import Any
 
 from vfnet.fileio import atomic_path, write_json, write_text
+from vfnet.paths import MODEL_FOLDER_SEPARATOR
 
+WARNING_PREFIXES = ("WARNING", "COLLAPSE")
 # Per-epoch series kept in the checkpoint's "log" (plain lists, so resuming continues the curves).
 SERIES = ("train_loss", "train_ce", "train_supcon", "val_loss", "val_macro_f1", "val_binary_roc_auc", "val_qwk",
           "learning_rate", "epoch_seconds")
@@ -26,6 +30,15 @@ class ProgressWriter:
     def message(self, text: str) -> None:
         self.log["lines"].append(f"{time.strftime('%Y-%m-%d %H:%M:%S')}: {text}")
         write_text(self.log_path, "\n".join(self.log["lines"]) + "\n")
+        # Every line also goes to the console; warnings (collapse, degenerate fold) to stderr.
+        print(self.log["lines"][-1], flush=True, file=sys.stderr if text.startswith(WARNING_PREFIXES) else sys.stdout)
+
+    def title(self) -> str:
+        """'Dataset900_X, fold 0, plans vfnetPlans (trainer vfnetTrainer)' from <dataset>/<trainer>__<plans>/fold_N."""
+        fold_folder = self.plot_path.parent
+        trainer, _, plans = fold_folder.parent.name.partition(MODEL_FOLDER_SEPARATOR)
+        return (f"{fold_folder.parent.parent.name}, fold {fold_folder.name.removeprefix('fold_')}, "
+                f"plans {plans or '?'} (trainer {trainer})")
 
     def record_epoch(self, values: dict[str, Any]) -> None:
         for name in SERIES:
@@ -55,7 +68,11 @@ class ProgressWriter:
         axes[2].set_xlabel("epoch")
         for axis in axes[:2]:
             if axis.get_legend_handles_labels()[0]:  # fold 'all' has no validation curves
-                axis.legend(loc="best", fontsize=8)
+                axis.legend(loc="best", fontsize=9)
+        # The twin axis's line would otherwise be missing from the legend.
+        handles = [handle for axis in (axes[2], time_axis) for handle in axis.get_legend_handles_labels()[0]]
+        axes[2].legend(handles, [handle.get_label() for handle in handles], loc="best", fontsize=9)
+        figure.suptitle(self.title())
         figure.tight_layout()
         with atomic_path(self.plot_path, suffix=".png") as temporary:
             figure.savefig(temporary, dpi=80)

@@ -13,14 +13,15 @@ from typing import Any
 import numpy as np
 import torch
 from torch.nn.parallel import DistributedDataParallel
-from tqdm import tqdm
 
 from vfnet.devices import choose_device
 from vfnet.errors import PlanError, VfnetError
 from vfnet.fileio import read_json, remove_stale_temporaries, write_json
+from vfnet.model.card import write_training_card
 from vfnet.model.checkpoint import capture_rng_state, check_network_plan, load_checkpoint, save_checkpoint
 from vfnet.model.network import build_network
 from vfnet.paths import fold_folder
+from vfnet.progress_bars import progress_bar as new_progress_bar
 from vfnet.training import distributed
 from vfnet.training.augmentation import BatchAugmenter, drop_morphometry
 from vfnet.evaluation.degenerate import single_grade_reason
@@ -120,8 +121,8 @@ def run_epoch(model: torch.nn.Module, batches: list[np.ndarray], source: BatchSo
     detach = bool(training.get("detach_classifier", False))
     # Summed on the device and read once per epoch: reading a loss every step would stall a GPU's queue.
     totals = torch.zeros(3, device=device)
-    progress_bar = tqdm(batches, desc=description, unit="batch", leave=False,
-                        disable=not (show_progress and distributed.is_main_process()))
+    progress_bar = new_progress_bar(batches, desc=description, unit="batch", leave=False,
+                                    disable=not (show_progress and distributed.is_main_process()))
     morphometry_dropout = float(training.get("morphometry_dropout", 0.0))
     for step, indices in enumerate(progress_bar):
         images, grades, morphometry = source.gather(indices)
@@ -152,6 +153,7 @@ def _write_self_description(run: TrainingRun) -> None:
     dataset_json = run.dataset_folder / "dataset.json"
     if dataset_json.is_file():
         write_json(run.output_folder / "dataset.json", read_json(dataset_json, "dataset.json"))
+    write_training_card(run.output_folder, run.dataset_folder, run.plans)
 
 
 class FoldCollapsed(Exception):
@@ -312,7 +314,6 @@ def _train_attempt(run: TrainingRun, rank: int, world_size: int, attempt: int, t
                 if main:
                     progress.message(f"COLLAPSE in fold {run.fold} after {epoch + 1} epochs: {collapsed}. "
                                      f"Restarting with a new seed (attempt {attempt + 2} of {tries}).")
-                    print(log["lines"][-1], file=sys.stderr)
                 raise FoldCollapsed()
     except KeyboardInterrupt:
         if main:
@@ -356,7 +357,6 @@ def _finish(run: TrainingRun, raw_model: torch.nn.Module, averager: WeightAverag
         metrics["degenerate"] = degenerate
         progress.message(f"WARNING: fold {run.fold} ended degenerate: {degenerate}. Retrain it (a new seed) "
                          f"before using it in an ensemble.")
-        print(progress.log["lines"][-1], file=sys.stderr)
     write_validation_outputs(run.fold_folder / "validation", samples, result, evaluated_on, "checkpoint_final")
     progress.message(f"Finished fold {run.fold}: final weights ({weights}) on the {evaluated_on}: macro-F1 "
                      f"{metrics['macro_f1']:.4f}, QWK {metrics['qwk']}" +
