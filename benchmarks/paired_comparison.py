@@ -29,7 +29,7 @@ METRICS = ("macro_f1", "qwk", "binary_roc_auc", "binary_sensitivity", "binary_sp
 def variant_rows(results: Path, plans_name: str) -> dict[str, dict]:
     rows = {}
     model = results / model_folder_name("vfnetTrainer", plans_name)
-    for csv_path in sorted(fold_folder(model, "*").glob("validation/predictions.csv")):
+    for csv_path in sorted(model.glob(f"{fold_folder('', '*').name}/validation/predictions.csv")):
         with open(csv_path, newline="") as handle:
             for row in csv.DictReader(handle):
                 rows[f"{row['case']}_{row['vertebra']}"] = {
