@@ -19,12 +19,11 @@ import numpy as np
 import SimpleITK as sitk
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import DEFAULT_PHANTOM, base_parser, machine, run_checked, vfnet_env, write_result
+from common import (DEFAULT_PHANTOM, base_parser, machine, metrics_with_intervals, run_checked, summary_line,
+                    vfnet_env, write_result)
 
 from vfnet.dataset.format import load_raw_dataset
 from vfnet.dataset.splits import load_splits
-from vfnet.evaluation.bootstrap import bootstrap_intervals
-from vfnet.evaluation.metrics import classification_metrics
 
 CONDITIONS = ("perfect", "eroded", "dilated", "shifted", "centroids")
 
@@ -106,14 +105,10 @@ def main() -> None:
                         rows.append((key, [float(row[f"p{g}"]) for g in range(4)]))
         reference = np.array([grades[key] for key, _ in rows])
         probabilities = np.array([p for _, p in rows])
-        metrics = classification_metrics(reference, probabilities)
-        metrics["ci95"] = bootstrap_intervals(reference, probabilities, groups=[patients[k[0]] for k, _ in rows],
-                                              n=args.bootstrap, seed=0)
+        metrics = metrics_with_intervals(reference, probabilities, [patients[k[0]] for k, _ in rows], args.bootstrap)
         metrics["graded_vertebrae_predicted"] = len(rows)
         result["conditions"][condition] = metrics
-        print(f"{condition}: macro-F1 {metrics['macro_f1']:.3f} {metrics['ci95']['macro_f1']}, "
-              f"sens {metrics['binary_sensitivity']:.3f} spec {metrics['binary_specificity']:.3f} "
-              f"({len(rows)} of {len(grades)} graded vertebrae)", flush=True)
+        print(f"{summary_line(condition, metrics)} ({len(rows)} of {len(grades)} graded vertebrae)", flush=True)
         write_result(args.results, "mask_robustness", result)
 
 

@@ -16,11 +16,9 @@ import SimpleITK as sitk
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_mask_robustness import degrade
-from common import DEFAULT_PHANTOM, base_parser, convert_phantom, machine, write_result
+from common import DEFAULT_PHANTOM, base_parser, convert_phantom, machine, metrics_with_intervals, summary_line, write_result
 
 from vfnet.dataset.format import load_raw_dataset
-from vfnet.evaluation.bootstrap import bootstrap_intervals
-from vfnet.evaluation.metrics import classification_metrics
 from vfnet.morphometry.genant import measure_spine
 
 DATASET_ID = 505
@@ -48,14 +46,11 @@ def main() -> None:
                 predicted.append(0 if measured is None else measured)
                 patients.append(case.patient)
         probabilities = np.eye(4)[predicted]
-        metrics = classification_metrics(np.array(reference), probabilities)
-        metrics["ci95"] = bootstrap_intervals(np.array(reference), probabilities, groups=patients, n=1000, seed=0)
+        metrics = metrics_with_intervals(reference, probabilities, patients)
         metrics.update(unmeasured_counted_as_grade_0=unmeasured,
                        seconds_per_case=(time.perf_counter() - started) / len(dataset.cases))
         result["conditions"][condition] = metrics
-        print(f"{condition}: macro-F1 {metrics['macro_f1']:.3f} {metrics['ci95']['macro_f1']}, QWK "
-              f"{metrics['qwk']:.3f}, sens {metrics['binary_sensitivity']:.3f}, spec "
-              f"{metrics['binary_specificity']:.3f}, unmeasured {unmeasured}", flush=True)
+        print(f"{summary_line(condition, metrics)}, unmeasured {unmeasured}", flush=True)
         write_result(args.results, "morphometry", result)
 
 

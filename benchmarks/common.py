@@ -146,3 +146,22 @@ def write_result(results: Path, name: str, payload: dict[str, Any]) -> Path:
     write_json(path, payload)
     print(f"Wrote {path}")
     return path
+
+
+def metrics_with_intervals(reference, probabilities, patients, bootstrap: int = 1000) -> dict[str, Any]:
+    """vfnet's classification metrics plus patient-level bootstrap 95 % CIs under "ci95"."""
+    import numpy as np
+
+    from vfnet.evaluation.bootstrap import bootstrap_intervals
+    from vfnet.evaluation.metrics import classification_metrics
+
+    reference, probabilities = np.asarray(reference), np.asarray(probabilities)
+    metrics = classification_metrics(reference, probabilities)
+    metrics["ci95"] = bootstrap_intervals(reference, probabilities, groups=list(patients), n=bootstrap, seed=0)
+    return metrics
+
+
+def summary_line(name: str, metrics: dict[str, Any]) -> str:
+    low, high = metrics["ci95"]["macro_f1"]
+    return (f"{name}: macro-F1 {metrics['macro_f1']:.3f} [{low:.2f}, {high:.2f}], QWK {metrics['qwk']:.3f}, "
+            f"sens {metrics['binary_sensitivity']:.3f}, spec {metrics['binary_specificity']:.3f}")

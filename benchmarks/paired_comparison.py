@@ -16,10 +16,9 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from baselines import morphometry_fold  # noqa: E402
 from bench_accuracy import DATASET_ID, VARIANTS  # noqa: E402
-from common import base_parser, machine, write_result  # noqa: E402
+from common import base_parser, machine, metrics_with_intervals, write_result  # noqa: E402
 
-from vfnet.evaluation.bootstrap import bootstrap_intervals, paired_difference_intervals  # noqa: E402
-from vfnet.evaluation.metrics import classification_metrics  # noqa: E402
+from vfnet.evaluation.bootstrap import paired_difference_intervals  # noqa: E402
 from vfnet.paths import fold_folder, model_folder_name  # noqa: E402
 from vfnet.planning.plans import load_plans  # noqa: E402
 
@@ -36,12 +35,6 @@ def variant_rows(results: Path, plans_name: str) -> dict[str, dict]:
                     "patient": row["patient"], "reference": int(row["reference"]),
                     "probabilities": [float(row[f"p{g}"]) for g in range(4)]}
     return rows
-
-
-def _pooled(reference: np.ndarray, probabilities: np.ndarray, patients: list, bootstrap: int) -> dict:
-    metrics = classification_metrics(reference, probabilities)
-    metrics["ci95"] = bootstrap_intervals(reference, probabilities, groups=patients, n=bootstrap, seed=0)
-    return metrics
 
 
 def main() -> None:
@@ -62,7 +55,7 @@ def main() -> None:
     patients = [baseline[s]["patient"] for s in samples]
     vfnet_probabilities = np.array([baseline[s]["probabilities"] for s in samples])
     report = {"machine": machine(), "samples": len(samples), "bootstrap": args.bootstrap, "vs_vfnet": {},
-              "pooled": {"vfnet": _pooled(reference, vfnet_probabilities, patients, args.bootstrap)}}
+              "pooled": {"vfnet": metrics_with_intervals(reference, vfnet_probabilities, patients, args.bootstrap)}}
     print(f"vfnet on {len(samples)} out-of-fold vertebrae: macro-F1 {report['pooled']['vfnet']['macro_f1']:.3f} "
           f"{report['pooled']['vfnet']['ci95']['macro_f1']}")
     for method, rows in methods.items():
@@ -70,8 +63,8 @@ def main() -> None:
             print(f"{method}: skipped ({len(rows)} predictions do not cover vfnet's {len(samples)})")
             continue
         # Folds still training (an interrupted run) leave vfnet with fewer samples: compare on vfnet's.
-        report["pooled"][method] = _pooled(reference, np.array([rows[s]["probabilities"] for s in samples]),
-                                           patients, args.bootstrap)
+        other_probabilities = np.array([rows[s]["probabilities"] for s in samples])
+        report["pooled"][method] = metrics_with_intervals(reference, other_probabilities, patients, args.bootstrap)
         other = np.array([rows[s]["probabilities"] for s in samples])
         intervals = paired_difference_intervals(reference, vfnet_probabilities, other, groups=patients,
                                                 n=args.bootstrap, seed=0)
