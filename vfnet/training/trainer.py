@@ -215,6 +215,7 @@ def _train_attempt(run: TrainingRun, rank: int, world_size: int, attempt: int, t
         log, start_epoch, best_metric, seed = payload["log"], payload["epoch"] + 1, payload["best_metric"], payload["seed"]
         attempt = int(payload.get("attempt", 0))
         lines[:] = log["lines"]
+        log["lines"] = lines   # one list: a restart after this resume keeps the whole log
     guarded = attempt + 1 < tries
     check_epoch = max(1, math.ceil(float(training.get("collapse_check_fraction", 0.3)) * epochs))
     validation_every = int(training.get("validation_every", 1))
