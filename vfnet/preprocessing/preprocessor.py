@@ -7,7 +7,7 @@ import SimpleITK as sitk
 from vfnet.dataset.image_io import orientation_code
 from vfnet.errors import DatasetError
 from vfnet.labels import level_name
-from vfnet.morphometry.genant import json_ready, measure_spine
+from vfnet.morphometry.genant import json_ready, mask_statistics, measure_spine
 from vfnet.planning.typical_sizes import typical_body_size_mm
 from vfnet.preprocessing.crop import (canonical_spacing, crop_grid, ellipsoid, fraction_inside_scan, resample_ct,
                                       resample_label)
@@ -25,9 +25,7 @@ def integer_mask(mask_image: sitk.Image) -> sitk.Image:
 
 def mask_centres(mask: sitk.Image) -> dict[int, Point]:
     """Centre of mass (x, y, z mm) of every label in an integer mask, computed in one pass."""
-    statistics = sitk.LabelShapeStatisticsImageFilter()
-    statistics.SetComputePerimeter(False)
-    statistics.Execute(mask)
+    statistics = mask_statistics(mask)
     return {int(label): tuple(statistics.GetCentroid(label)) for label in statistics.GetLabels()}
 
 
