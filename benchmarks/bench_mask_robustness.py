@@ -6,7 +6,8 @@ fold's validation CTs with that fold's model only, so every number is out-of-fol
 - eroded / dilated: every vertebra label eroded or dilated by one voxel (dilation only into background, as a
   segmentation model's slightly generous masks are);
 - shifted: the whole mask moved by two voxels along the CT's first axis and one along the second;
-- centroids: the phantom's VerSe centroid files (they mark the vertebral body), no mask.
+- centroids: the phantom's VerSe centroid files, no mask (in this phantom family they sit at the mask's centre of
+  mass, as training crops are centred).
 
     python benchmarks/bench_mask_robustness.py --workdir W [--plans vfnetPlans] [--phantom ...]
 """

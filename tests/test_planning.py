@@ -8,7 +8,7 @@ from vfnet.planning.budget import get_budget
 from vfnet.planning.network_plan import forward_flops, total_stride
 from vfnet.planning.planner import MIN_VOXELS_PER_BODY_HEIGHT, plan_experiment
 from vfnet.planning.plans import apply_overrides, load_plans, save_plans, validate_plans
-from vfnet.planning.typical_sizes import typical_body_size_mm
+from vfnet.typical_sizes import typical_body_size_mm
 
 LUMBAR_EXTENT = [38.0, 80.0, 70.0]
 
@@ -40,7 +40,8 @@ def test_cpu_plan_is_in_the_expected_range_and_fits_the_budget():
     assert plans["estimates"]["voxels_per_body_height"] >= MIN_VOXELS_PER_BODY_HEIGHT
     assert all(n % total_stride(plans["network"]) == 0 for n in crop)
     assert plans["preprocessing"]["crop_size_mm"][0] >= LUMBAR_EXTENT[0] + 16
-    assert plans["training"]["epochs"] >= 25
+    # The 2-core budget affords ~18 passes at the coarsest allowed spacing; the plan says it may under-train.
+    assert plans["training"]["epochs"] >= 15
     for key in ("preprocessing.target_spacing", "preprocessing.crop_size_mm", "training.batch_size",
                 "training.ce_class_weights", "training.supcon_weight", "training.epochs", "network",
                 "training.min_fraction_in_view"):
@@ -156,7 +157,7 @@ def test_constant_vertebra_intensities_still_give_a_valid_window():
 
 def test_the_budget_sets_the_validation_and_checkpoint_cadence():
     cpu, gpu = plan_experiment(fingerprint(), "cpu")["training"], plan_experiment(fingerprint(), "gpu")
-    assert (cpu["validation_every"], cpu["checkpoint_every_seconds"]) == (1, 0.0)
+    assert (cpu["validation_every"], cpu["checkpoint_every_seconds"]) == (1, 60.0)
     assert (gpu["training"]["validation_every"], gpu["training"]["checkpoint_every_seconds"]) == (5, 60.0)
     assert "at most every 60 s" in gpu["reasons"]["training.checkpoint_every_seconds"]
     for key, value in (("training.validation_every", 0), ("training.checkpoint_every_seconds", -1)):
@@ -173,7 +174,10 @@ def test_measured_speed_replans_the_epochs_and_is_recorded():
     plans = plan_experiment(fingerprint(), "cpu")
     training, estimates = plans["training"], plans["estimates"]
     seconds = epoch_seconds(training, estimates["validation_vertebrae_per_fold"], MEASURED)
-    assert seconds == pytest.approx(training["iterations_per_epoch"] * 0.5 + 56 * 0.01 + 0.4)
+    steps_and_validation = training["iterations_per_epoch"] * 0.5 + 56 * 0.01
+    # The cpu plan writes checkpoint_latest at most every 60 s: each epoch bears its share of one write.
+    share = min(1.0, steps_and_validation / training["checkpoint_every_seconds"])
+    assert seconds == pytest.approx(steps_and_validation + share * 0.4)
     replanned = replan_from_measurement(plans, MEASURED)
     epochs = replanned["training"]["epochs"]
     assert epochs == min(100, int(get_budget("cpu").minutes_per_fold * 60 // seconds)) and epochs != training["epochs"]

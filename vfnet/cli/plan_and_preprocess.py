@@ -22,8 +22,9 @@ def add_process_argument(parser: argparse.ArgumentParser) -> None:
 
 def add_planning_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--budget", choices=[AUTO, *sorted(BUDGETS)], default=AUTO,
-                        help="compute budget the plan must fit: cpu (5 folds of ~280 vertebrae in ~20 min on 2 "
-                             "cores), gpu, or auto (default: gpu when a CUDA GPU is visible, else cpu; printed)")
+                        help="compute budget the plan must fit: cpu (5 folds of ~280 vertebrae in ~30 min on 2 "
+                             "cores), gpu, demo (vfnet_demo's small network), or auto (default: gpu when a CUDA "
+                             "GPU is visible, else cpu; printed)")
     parser.add_argument("--measure", action="store_true",
                         help="time a few training steps of the planned network on this machine (CPU for the cpu "
                              "budget, the CUDA GPU for gpu) and plan the epochs from that throughput (~20 s)")

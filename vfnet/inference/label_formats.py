@@ -19,7 +19,7 @@ import SimpleITK as sitk
 from vfnet.errors import VfnetError
 from vfnet.labels import (TOTALSEGMENTATOR_MAX_ID, TOTALSEGMENTATOR_SACRUM, TOTALSEGMENTATOR_TO_VERSE,
                           TOTALSEGMENTATOR_V1_TO_VERSE, TOTALSEGMENTATOR_V2_SPINAL_CORD, VERSE_LEVELS, level_name)
-from vfnet.planning.typical_sizes import spine_position, typical_body_size_mm
+from vfnet.typical_sizes import spine_position, typical_body_size_mm
 
 MAX_VERTEBRA_ML = 250.0        # a whole lumbar vertebra is ~60-100 mL; anything far larger is an organ
 NEIGHBOUR_OFFSET_MM = 30.0     # neighbouring vertebrae are above one another, not side by side

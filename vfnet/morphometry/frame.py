@@ -8,7 +8,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from vfnet.planning.typical_sizes import SPINE_LABELS, spine_position
+from vfnet.typical_sizes import SPINE_LABELS, spine_position
 
 Point = Sequence[float]
 WORLD_SUPERIOR = np.array([0.0, 0.0, 1.0])   # LPS: +z is superior

@@ -22,7 +22,7 @@ from vfnet.errors import PlanError
 from vfnet.labels import GRADABLE_LABELS
 from vfnet.morphometry.frame import cranio_caudal_axis, local_frame, neighbours
 from vfnet.morphometry.heights import BodyHeights, measure_body
-from vfnet.planning.typical_sizes import SPINE_LABELS, typical_body_size_mm
+from vfnet.typical_sizes import SPINE_LABELS, typical_body_size_mm
 
 GENANT_THRESHOLDS = (0.20, 0.25, 0.40)
 # The morphometric branch's inputs, in this order: relative height losses (1 - ratio), 0 for a normal body.

@@ -35,7 +35,8 @@ CANAL_GAP_MM = 2.0              # a gap this wide behind the body is the spinal 
 CANAL_FRACTION = 0.25           # ... "gap": columns lower than this fraction of the body's tallest column
 EDGE_FRACTION = 0.12            # anterior/posterior positions as a fraction of the body depth from each wall
 WINDOW_FRACTION = 0.05          # +- this fraction of the depth around each position is averaged
-SEARCH_MM = 5.0                 # the CT endplate is looked for within this distance of the mask's edge
+SEARCH_MM = 5.0                 # the CT endplate is looked for within this distance of the mask's edge ...
+WIDE_SEARCH_MM = 8.0            # ... or, where none is found there, this far (a dilated mask on thick slices)
 DISC_MM = 6.0                   # soft tissue is sampled this far beyond each endplate
 MIN_CONTRAST_HU = 50.0
 MIN_TURN_DEGREES = 2.0          # the slab is turned onto the body's own endplates when they tilt more than this
@@ -214,12 +215,14 @@ def _crossing(profile: np.ndarray, first: int, second: int, level: float) -> flo
 
 def _refine_on_ct(hu: np.ndarray, lower: float, upper: float, sample_mm: float) -> tuple[float, float] | None:
     """Endplates on the CT profile near the mask's edges, or None when the image shows none there."""
-    search = int(round(SEARCH_MM / sample_mm))
+    search, wide = int(round(SEARCH_MM / sample_mm)), int(round(WIDE_SEARCH_MM / sample_mm))
     disc = int(round(DISC_MM / sample_mm))
-    if lower - search - disc < 1 or upper + search + disc >= len(hu) - 1 or upper - lower < 4:
+    if lower - wide - disc < 1 or upper + wide + disc >= len(hu) - 1 or upper - lower < 4:
         return None
-    new_lower = _endplate(hu, lower, search, disc, outward=-1)
-    new_upper = _endplate(hu, upper, search, disc, outward=+1)
+    new_lower = _endplate(hu, lower, search, disc, -1)
+    new_lower = _endplate(hu, lower, wide, disc, -1) if new_lower is None else new_lower
+    new_upper = _endplate(hu, upper, search, disc, +1)
+    new_upper = _endplate(hu, upper, wide, disc, +1) if new_upper is None else new_upper
     if new_lower is None or new_upper is None or new_upper <= new_lower:
         return None
     return new_lower, new_upper

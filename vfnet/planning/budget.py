@@ -1,17 +1,18 @@
 """Compute budgets: how much training one fold may cost, and what the hardware delivers.
 
-The effective throughput constants turn the analytic FLOPs of a plan into minutes. CPU: a whole training
-step of the planned network (augmentation, two views, forward + backward, AdamW) at a 32x48x40 crop ran at
-~76 GFLOP/s on this project's 2-core machine when it was otherwise idle (benchmarks/bench_training_speed.py,
-0.62 s per step of 16 samples x 2 views; documentation/benchmarks.md); 75 is kept.
-GPU: a conservative figure for an ~8 GB card running the same small 3D convolutions with mixed precision.
-Recalibrate by measurement (benchmarks/) rather than by guessing; the plan records the constant it used.
+The effective throughput constants turn the analytic FLOPs of a plan into minutes. CPU: 40 GFLOP/s is what whole
+training epochs of the cpu plan (32x48x40 crop, widths 16-64; gathering, augmentation, two views, forward +
+backward, AdamW, weight averaging, validation) ran at on this project's 2-core machine when otherwise idle:
+17-19 s per epoch of 224 vertebrae (issue 10 benchmark logs). The earlier 75, from a single timed step without
+augmentation, planned 34 epochs that took 10 minutes per fold instead of 5.5. `--measure` replaces the constant by
+this machine's timings (planning/measured.py). GPU: a conservative figure for an ~8 GB card running the same small
+3D convolutions with mixed precision. The plan records the constant it used.
 """
 from dataclasses import dataclass
 
 from vfnet.errors import PlanError
 
-CPU_EFFECTIVE_GFLOPS = 75.0
+CPU_EFFECTIVE_GFLOPS = 40.0
 TRAINING_VIEWS = 2  # SupCon trains on two augmented views of every sample
 GPU_EFFECTIVE_GFLOPS = 1500.0
 
@@ -32,14 +33,20 @@ class Budget:
 
 
 BUDGETS = {
-    # Five folds of the ~280-vertebra benchmark in about 20 minutes on 2 CPU cores: 4 minutes per fold.
+    # Five folds of the ~280-vertebra benchmark within 30 minutes on 2 CPU cores (issue 10).
     "cpu": Budget("cpu", minutes_per_fold=5.5, effective_gflops=CPU_EFFECTIVE_GFLOPS, stem_channels=16,
-                  max_channels=128, samples_per_grade=4, max_crop_voxels=64, max_epochs=100, projection_dim=128),
+                  max_channels=128, samples_per_grade=4, max_crop_voxels=64, max_epochs=100, projection_dim=128,
+                  # checkpoint_latest + progress.png took 1.7 s of each ~19 s epoch (training/throughput.py).
+                  checkpoint_every_seconds=60.0),
     "gpu": Budget("gpu", minutes_per_fold=30.0, effective_gflops=GPU_EFFECTIVE_GFLOPS, stem_channels=32,
                   max_channels=320, samples_per_grade=8, max_crop_voxels=128, max_epochs=300, projection_dim=128,
                   # An epoch of the benchmark's gpu plan is ~1 s on an H200 (issue 12): validating, plotting and
                   # writing checkpoints after each one cost more than the epoch.
                   validation_every=5, checkpoint_every_seconds=60.0),
+    # vfnet_demo: its whole run (generate, plan, five folds, predict) within 10 minutes on 2 CPU cores; a
+    # narrower network, planned with --measure because small networks reach fewer FLOP/s than the cpu plan's.
+    "demo": Budget("demo", minutes_per_fold=1.1, effective_gflops=CPU_EFFECTIVE_GFLOPS, stem_channels=8,
+                   max_channels=64, samples_per_grade=4, max_crop_voxels=64, max_epochs=100, projection_dim=64),
 }
 
 

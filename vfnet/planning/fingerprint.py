@@ -16,7 +16,7 @@ from vfnet.dataset.image_io import orientation_code, read_centroids, read_image
 from vfnet.dataset.integrity import geometry_mismatches
 from vfnet.errors import DatasetError, VfnetError
 from vfnet.labels import level_name
-from vfnet.planning.typical_sizes import typical_body_size_mm, typical_vertebra_extent_mm
+from vfnet.typical_sizes import typical_body_size_mm, typical_vertebra_extent_mm
 from vfnet.preprocessing.crop import (canonical_shape, canonical_spacing, crop_grid, ellipsoid, resample_ct)
 from vfnet.preprocessing.parallel import map_cases
 from vfnet.preprocessing.preprocessor import integer_mask

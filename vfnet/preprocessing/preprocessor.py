@@ -8,10 +8,10 @@ from vfnet.dataset.image_io import orientation_code
 from vfnet.errors import DatasetError
 from vfnet.labels import level_name
 from vfnet.morphometry.genant import json_ready, mask_statistics, measure_spine
-from vfnet.planning.typical_sizes import typical_body_size_mm
-from vfnet.preprocessing.crop import (canonical_spacing, crop_grid, ellipsoid, fraction_inside_scan, resample_ct,
-                                      resample_label)
+from vfnet.preprocessing.crop import canonical_spacing, crop_grid, fraction_inside_scan, resample_ct, resample_label
 from vfnet.preprocessing.normalization import normalize_ct
+from vfnet.preprocessing.target_channel import centroid_channel
+from vfnet.typical_sizes import typical_body_size_mm
 
 Point = tuple[float, float, float]
 
@@ -60,8 +60,9 @@ def preprocess_case(image: sitk.Image, mask_image: sitk.Image | None, centroids:
                     ) -> dict[int, tuple[np.ndarray, dict[str, Any]]]:
     """Crop every vertebra in `labels`: {label: (float32 (C, Z, Y, X), properties)}.
 
-    Channels are the planned CT windows, then the target vertebra (its mask, or for centroid-only cases an
-    ellipsoid of the level's typical vertebral-body size at the centroid). When the plan asks for morphometry,
+    Channels are the planned CT windows, then the target vertebra (its mask, or for centroid-only cases
+    `centroid_channel`: an ellipsoid of the level's typical vertebral-body size at the centroid, which training
+    also shows the network). When the plan asks for morphometry,
     each vertebra with a mask also gets its body heights and Genant ratios (`properties["morphometry"]`,
     measured on the stored CT and mask, not on the coarser crop); without a mask it gets None.
     """
@@ -86,7 +87,7 @@ def preprocess_case(image: sitk.Image, mask_image: sitk.Image | None, centroids:
         if in_mask and label in in_mask:
             target, mask_source = resample_label(mask, grid, label), "mask"
         else:
-            target, mask_source = ellipsoid(grid, centre, body_size), "centroid"
+            target, mask_source = centroid_channel(size, spacing, body_size), "centroid"
         array = np.stack(normalize_ct(hu, preprocessing_plan["ct_channels"]) + [target])
         properties = {
             "vertebra": label, "level": level_name(label), "centre_mm": [float(c) for c in centre],

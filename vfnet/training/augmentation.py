@@ -57,12 +57,15 @@ class BatchAugmenter:
         angles[~rotate] = 0
         low, high = self.config.get("scale_range", [1.0, 1.0])
         scales = torch.where(self._chosen("scale", count), self._uniform(low, high, count), torch.ones(count))
-        if bool((angles != 0).any()) or bool((scales != 1).any()):  # skip an identity resampling
-            theta = self._theta(angles, scales, ct.shape[2:]).to(ct.device, ct.dtype)
-            grid = F.affine_grid(theta, list(ct.shape), align_corners=False)
-            ct = F.grid_sample(ct, grid, mode="bilinear", padding_mode="border", align_corners=False)
-            mask = (F.grid_sample(mask, grid, mode="bilinear", padding_mode="zeros", align_corners=False) > 0.5)
-            mask = mask.to(ct.dtype)
+        moved = torch.nonzero((angles != 0).any(dim=1) | (scales != 1)).flatten()
+        if len(moved):  # resample only the samples that move: about half of them at the planned probabilities
+            theta = self._theta(angles[moved], scales[moved], ct.shape[2:]).to(ct.device, ct.dtype)
+            index = moved.to(ct.device)
+            grid = F.affine_grid(theta, [len(moved), *ct.shape[1:]], align_corners=False)
+            ct, mask = ct.clone(), mask.clone()
+            ct[index] = F.grid_sample(ct[index], grid, mode="bilinear", padding_mode="border", align_corners=False)
+            mask[index] = (F.grid_sample(mask[index], grid, mode="bilinear", padding_mode="zeros",
+                                         align_corners=False) > 0.5).to(mask.dtype)
         if self.config.get("mirror_left_right", False):
             flip = self._chosen("mirror", count)
             if bool(flip.any()):

@@ -24,6 +24,7 @@ from vfnet.paths import fold_folder
 from vfnet.progress_bars import progress_bar as new_progress_bar
 from vfnet.training import distributed
 from vfnet.training.augmentation import BatchAugmenter, drop_morphometry
+from vfnet.training.centroid_input import CentroidInput
 from vfnet.evaluation.degenerate import single_grade_reason
 from vfnet.training.batches import BatchSource
 from vfnet.training.cadence import CheckpointClock, cadence_note, validation_due
@@ -113,7 +114,8 @@ def run_epoch(model: torch.nn.Module, batches: list[np.ndarray], source: BatchSo
               schedule: WarmupDecaySchedule, scaler: torch.amp.GradScaler, amp_dtype: torch.dtype | None,
               device: torch.device, training: dict[str, Any], description: str,
               averager: WeightAverage | None = None, raw_model: torch.nn.Module | None = None,
-              first_step: int = 0, show_progress: bool = True) -> dict[str, float]:
+              first_step: int = 0, show_progress: bool = True,
+              centroid_input: CentroidInput | None = None) -> dict[str, float]:
     """One epoch of optimisation steps; returns the mean loss terms."""
     model.train()
     # λ = 0: the second view would only feed SupCon, so it is not computed at all.
@@ -126,9 +128,12 @@ def run_epoch(model: torch.nn.Module, batches: list[np.ndarray], source: BatchSo
     morphometry_dropout = float(training.get("morphometry_dropout", 0.0))
     for step, indices in enumerate(progress_bar):
         images, grades, morphometry = source.gather(indices)
-        inputs = torch.cat([augmenter(images) for _ in range(view_count)])
+        views = [centroid_input(images, morphometry, indices) if centroid_input is not None else (images, morphometry)
+                 for _ in range(view_count)]
+        inputs = torch.cat([augmenter(view_images) for view_images, _ in views])
         if morphometry is not None:
-            morphometry = drop_morphometry(morphometry.repeat(view_count, 1), morphometry_dropout)
+            morphometry = drop_morphometry(torch.cat([view_morphometry for _, view_morphometry in views]),
+                                           morphometry_dropout)
         optimizer.zero_grad(set_to_none=True)
         with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
             output = model(inputs, morphometry, detach_classifier=detach)
@@ -233,6 +238,7 @@ def _train_attempt(run: TrainingRun, rank: int, world_size: int, attempt: int, t
                                    rank, world_size)
     source = BatchSource(train, device)
     augmenter = BatchAugmenter(training.get("augmentation", {}), run.plans["preprocessing"]["target_spacing"])
+    centroid_input = CentroidInput.from_plan(train.properties, run.plans)
     loss_function = ContrastiveClassificationLoss(training["ce_class_weights"], training.get("supcon_weight", 0.0),
                                                   training.get("supcon_temperature", 0.1)).to(device)
     main = distributed.is_main_process()
@@ -274,7 +280,7 @@ def _train_attempt(run: TrainingRun, rank: int, world_size: int, attempt: int, t
             started, learning_rate = time.perf_counter(), schedule.current_lr
             values = run_epoch(model, sampler.epoch_batches(epoch), source, augmenter, loss_function, optimizer,
                                schedule, scaler, amp_dtype, device, training, f"epoch {epoch + 1}/{epochs}",
-                               averager, raw_model, epoch * iterations)
+                               averager, raw_model, epoch * iterations, centroid_input=centroid_input)
             values = distributed.mean_over_processes(values, device)
             collapsed, write = None, False
             if main:
