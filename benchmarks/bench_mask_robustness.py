@@ -44,7 +44,9 @@ def degrade(mask: sitk.Image, condition: str) -> sitk.Image:
         result = sitk.GetImageFromArray(np.where(labels > 0, labels, grown).astype(labels.dtype))
     elif condition == "shifted":
         labels = sitk.GetArrayFromImage(mask)
-        result = sitk.GetImageFromArray(np.roll(labels, shift=(0, 1, 2), axis=(0, 1, 2)))   # (z, y, x) voxels
+        shifted = np.zeros_like(labels)   # moved, not rolled: what leaves the image is lost, nothing wraps around
+        shifted[:, 1:, 2:] = labels[:, :-1, :-2]   # (z, y, x) voxels: (0, 1, 2)
+        result = sitk.GetImageFromArray(shifted)
     else:
         return mask
     result.CopyInformation(mask)

@@ -1,11 +1,13 @@
 """Paired comparison of the accuracy benchmark's methods against vfnet's defaults.
 
-    python benchmarks/paired_comparison.py --workdir WORKDIR_OF_bench_accuracy
+    python benchmarks/paired_comparison.py --workdir WORKDIR_OF_bench_accuracy [--previous OLDER_WORKDIR]
 
 Reads the out-of-fold predictions that `bench_accuracy.py --workdir DIR` left in DIR (the vfnet plan variants'
 validation/predictions.csv; morphometry is recomputed from the same crops, it is deterministic) and reports, for
 each method, metric(vfnet) - metric(method) with a patient-level *paired* bootstrap 95 % interval: both methods are
 scored on the same resampled patients, so the interval says directly whether the data support a difference.
+`--previous` adds the default vfnet plan of an earlier run (another workdir, e.g. the previous default) as a
+method; each comparison uses the vertebrae both sides predicted (an interrupted run covers fewer folds).
 """
 import csv
 import sys
@@ -40,6 +42,8 @@ def variant_rows(results: Path, plans_name: str) -> dict[str, dict]:
 def main() -> None:
     parser = base_parser(__doc__)
     parser.add_argument("--bootstrap", type=int, default=2000)
+    parser.add_argument("--previous", type=Path, default=None,
+                        help="workdir of an earlier bench_accuracy.py run whose vfnet plan joins as 'previous default'")
     args = parser.parse_args()
     if args.workdir is None:
         sys.exit("--workdir: the folder bench_accuracy.py was run with")
@@ -49,6 +53,9 @@ def main() -> None:
     plans = load_plans(dataset / "vfnetPlans.json")
     methods["morphometry"] = {row["sample"]: row for fold in range(5)
                               for row in morphometry_fold(dataset, plans, fold)[0]}
+    if args.previous is not None:
+        previous = args.previous / "vfnet_results" / dataset.name
+        methods["previous default"] = variant_rows(previous, VARIANTS["vfnet"][0])
     baseline = methods.pop("vfnet")
     samples = sorted(baseline)
     reference = np.array([baseline[s]["reference"] for s in samples])
@@ -59,17 +66,22 @@ def main() -> None:
     print(f"vfnet on {len(samples)} out-of-fold vertebrae: macro-F1 {report['pooled']['vfnet']['macro_f1']:.3f} "
           f"{report['pooled']['vfnet']['ci95']['macro_f1']}")
     for method, rows in methods.items():
-        if not set(samples) <= set(rows):
-            print(f"{method}: skipped ({len(rows)} predictions do not cover vfnet's {len(samples)})")
+        # Either side may cover fewer folds (an interrupted run): compare on the vertebrae both predicted.
+        shared = [index for index, sample in enumerate(samples) if sample in rows]
+        if not shared:
+            print(f"{method}: skipped (no vertebra in common with vfnet's {len(samples)})")
             continue
-        # Folds still training (an interrupted run) leave vfnet with fewer samples: compare on vfnet's.
-        other_probabilities = np.array([rows[s]["probabilities"] for s in samples])
-        report["pooled"][method] = metrics_with_intervals(reference, other_probabilities, patients, args.bootstrap)
-        other = np.array([rows[s]["probabilities"] for s in samples])
-        intervals = paired_difference_intervals(reference, vfnet_probabilities, other, groups=patients,
+        shared_reference, shared_patients = reference[shared], [patients[i] for i in shared]
+        mine = vfnet_probabilities[shared]
+        other = np.array([rows[samples[i]]["probabilities"] for i in shared])
+        report["pooled"][method] = metrics_with_intervals(shared_reference, other, shared_patients, args.bootstrap)
+        intervals = paired_difference_intervals(shared_reference, mine, other, groups=shared_patients,
                                                 n=args.bootstrap, seed=0)
-        report["vs_vfnet"][method] = {metric: intervals[metric] for metric in METRICS}
-        print(f"vfnet - {method}:")
+        report["vs_vfnet"][method] = {"samples": len(shared), **{metric: intervals[metric] for metric in METRICS}}
+        if len(shared) < len(samples):
+            report["pooled"][f"vfnet on {method}'s vertebrae"] = metrics_with_intervals(
+                shared_reference, mine, shared_patients, args.bootstrap)
+        print(f"vfnet - {method} ({len(shared)} vertebrae):")
         for metric in METRICS:
             value = intervals[metric]
             if value:

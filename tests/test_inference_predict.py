@@ -93,7 +93,9 @@ def test_totalsegmentator_output_beside_a_single_ct(tmp_path, model_folder):
     assert "TotalSegmentator v2" in run.records[0]["source"]["vertebrae_from"]
 
 
-def test_centroid_only_input(tmp_path, model_folder):
+def _centroid_files(tmp_path, offset_mm=(3.0, 0.0, 0.0)):
+    """The phantom without its mask, and VerSe centroid files `offset_mm` away from the masks' centres of mass
+    (annotators mark the vertebral body, not the centre of mass of the whole vertebra)."""
     ct_path, mask_path = write_phantom(tmp_path / "in", "case")
     mask = sitk.ReadImage(str(mask_path))
     mask_path.unlink()
@@ -101,12 +103,28 @@ def test_centroid_only_input(tmp_path, model_folder):
     statistics.Execute(mask)
     entries = [{"direction": ["L", "P", "S"]}]
     for label in PHANTOM_LABELS:
-        x, y, z = mask.TransformPhysicalPointToContinuousIndex(statistics.GetCentroid(label))
+        point = np.add(statistics.GetCentroid(label), offset_mm)
+        x, y, z = mask.TransformPhysicalPointToContinuousIndex([float(v) for v in point])
         entries.append({"label": label, "X": x, "Y": y, "Z": z})
     (tmp_path / "ctd").mkdir()
     (tmp_path / "ctd" / "case_ctd.json").write_text(json.dumps(entries))
+    return tmp_path / "ctd"
+
+
+def test_centroid_input_is_graded_from_masks_estimated_from_the_ct(tmp_path, model_folder):
+    centroids = _centroid_files(tmp_path)
     assert main(["-i", str(tmp_path / "in"), "-o", str(tmp_path / "out"), "-d", "1", "-f", "0", "1",
-                 "--centroids", str(tmp_path / "ctd")]) == 0
+                 "--centroids", str(centroids), "--no_pictures"]) == 0
+    rows = _read_csv(tmp_path / "out" / "predictions.csv")
+    assert [row["level"] for row in rows] == ["L1", "L2", "L3"]
+    record = json.loads((tmp_path / "out" / "case.json").read_text())
+    assert "estimated from the CT" in record["source"]["vertebrae_from"]
+
+
+def test_centroid_input_with_the_ellipsoid_has_no_morphometry(tmp_path, model_folder):
+    centroids = _centroid_files(tmp_path)
+    assert main(["-i", str(tmp_path / "in"), "-o", str(tmp_path / "out"), "-d", "1", "-f", "0", "1",
+                 "--centroids", str(centroids), "--centroid_masks", "ellipsoid", "--no_pictures"]) == 0
     rows = _read_csv(tmp_path / "out" / "predictions.csv")
     assert [row["level"] for row in rows] == ["L1", "L2", "L3"]
     assert all(row["anterior_mm"] == "" for row in rows)  # no mask, no morphometry

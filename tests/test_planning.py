@@ -47,6 +47,8 @@ def test_cpu_plan_is_in_the_expected_range_and_fits_the_budget():
                 "training.min_fraction_in_view"):
         assert any(ch.isdigit() for ch in plans["reasons"][key])
     assert plans["training"]["min_fraction_in_view"] == 0.9
+    assert 0 < plans["training"]["centroid_input_probability"] < 1
+    assert "centroids" in plans["reasons"]["training.centroid_input_probability"]
 
 
 def test_smaller_budget_gives_coarser_spacing_or_smaller_crop():

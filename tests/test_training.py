@@ -33,6 +33,7 @@ def _plans() -> dict:
                      "supcon_weight": 0.5, "supcon_temperature": 0.1, "detach_classifier": False,
                      "weight_averaging": {"decay": 0.9, "start_fraction": 0.5}, "collapse_restarts": 0,
                      "collapse_check_fraction": 0.3, "collapse_min_loss_drop": 0.05,
+                     "centroid_input_probability": 0.3, "centroid_jitter_mm": 1.0,
                      "augmentation": {"rotation_degrees": [15, 10, 10], "scale_range": [0.9, 1.1],
                                       "mirror_left_right": True, "gamma_range": [0.8, 1.25],
                                       "brightness_range": [0.9, 1.1], "contrast_range": [0.9, 1.1], "noise_std": 0.05,

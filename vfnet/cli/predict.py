@@ -43,6 +43,10 @@ def build_parser() -> argparse.ArgumentParser:
     sources = parser.add_mutually_exclusive_group()
     sources.add_argument("--masks", type=Path, help="folder (or file, for one CT) of vertebra masks")
     sources.add_argument("--centroids", type=Path, help="folder (or file, for one CT) of VerSe centroid JSONs")
+    parser.add_argument("--centroid_masks", choices=["estimate", "ellipsoid"], default="estimate",
+                        help="centroid input: estimate each vertebra's mask from the CT around its centroid (bone "
+                             "threshold; then graded as from a mask, default) or draw the ellipsoid of its level's "
+                             "typical body (no morphometry)")
     parser.add_argument("--label_format", choices=LABEL_FORMATS, default="auto",
                         help="mask label ids: verse, totalsegmentator_v2 (TotalSegmentator 2.x 'total'; "
                              "'totalsegmentator' means the same), totalsegmentator_v1 (1.x), or auto (default: "
@@ -132,7 +136,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"vfnet_predict: predicting on {device} ({reason}).", flush=True)
     settings = PredictSettings(**model_choice(args), mirror=not args.disable_tta, device=device,
                                label_format=args.label_format, masks=args.masks, centroids=args.centroids,
-                               overwrite=args.overwrite, continue_on_error=args.continue_on_error,
+                               centroid_masks=args.centroid_masks, overwrite=args.overwrite, continue_on_error=args.continue_on_error,
                                pictures=not args.no_pictures, saliency=args.saliency)
     run = run_prediction(args.input, args.output, settings)
     total = len(run.records) + len(run.failures)

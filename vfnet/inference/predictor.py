@@ -24,6 +24,7 @@ from vfnet.inference.inputs import InputCase, discover_cases
 from vfnet.inference.model_levels import describe_levels, trained_levels
 from vfnet.inference.outputs import (case_remarks, field_of_view_note, load_complete_case, make_case_record,
                                      write_case_record, write_run_outputs)
+from vfnet.inference.centroid_masks import estimate_vertebra_mask
 from vfnet.inference.vertebra_sources import (VertebraSource, find_centroids, find_mask, load_centroid_source,
                                               load_mask_source, sole_mask_like_file)
 from vfnet.labels import level_name
@@ -47,6 +48,7 @@ class PredictSettings:
     label_format: str = "auto"
     masks: Path | None = None        # folder or file; None: look beside the CTs
     centroids: Path | None = None    # folder or file of VerSe centroid JSONs
+    centroid_masks: str = "estimate"  # centroid input: "estimate" masks from the CT, or "ellipsoid" (no mask)
     overwrite: bool = False
     continue_on_error: bool = False  # keep going after a failing case (it is listed in failures.csv)
     ensemble_members: list[Path] = field(default_factory=list)   # further model folders (ensemble of configurations)
@@ -62,7 +64,7 @@ class PredictSettings:
                      "checkpoint_mtimes": checkpoints, "tta_mirror": self.mirror, "label_format": self.label_format,
                      "masks": str(self.masks) if self.masks else None,
                      "centroids": str(self.centroids) if self.centroids else None,
-                     "pictures": self.pictures, "saliency": self.saliency}
+                     "centroid_masks": self.centroid_masks, "pictures": self.pictures, "saliency": self.saliency}
         if self.ensemble_members:
             signature["ensemble_members"] = {
                 str(folder.resolve()): [checkpoint_path(folder, fold, self.checkpoint_name).stat().st_mtime_ns
@@ -167,7 +169,18 @@ def predict_case(case: InputCase, ensemble: FoldEnsemble, plans: dict[str, Any],
 
 def vertebra_source(case: InputCase, image: sitk.Image, settings: PredictSettings,
                     single_case: bool) -> VertebraSource:
-    """Vertebrae from --centroids, from --masks, or from a mask / centroid file found beside the CT."""
+    """Vertebrae from --centroids, from --masks, or from a mask / centroid file found beside the CT; centroid input
+    gets masks estimated from the CT (inference/centroid_masks.py) unless settings ask for the ellipsoid."""
+    source = _given_vertebrae(case, image, settings, single_case)
+    if source.mask_image is None and settings.centroid_masks == "estimate":
+        source.mask_image = estimate_vertebra_mask(image, source.centroids)
+        source.description += "; masks estimated from the CT around them (bone threshold)"
+        source.notes.append("vertebra masks estimated from the CT around the centroids: check the picture")
+    return source
+
+
+def _given_vertebrae(case: InputCase, image: sitk.Image, settings: PredictSettings,
+                     single_case: bool) -> VertebraSource:
     if settings.centroids is not None:
         path = find_centroids(case.case_id, settings.centroids)
         if path is None:

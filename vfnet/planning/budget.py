@@ -46,7 +46,8 @@ BUDGETS = {
     # vfnet_demo: its whole run (generate, plan, five folds, predict) within 10 minutes on 2 CPU cores; a
     # narrower network, planned with --measure because small networks reach fewer FLOP/s than the cpu plan's.
     "demo": Budget("demo", minutes_per_fold=1.1, effective_gflops=CPU_EFFECTIVE_GFLOPS, stem_channels=8,
-                   max_channels=64, samples_per_grade=4, max_crop_voxels=64, max_epochs=100, projection_dim=64),
+                   max_channels=64, samples_per_grade=4, max_crop_voxels=64, max_epochs=100, projection_dim=64,
+                   checkpoint_every_seconds=60.0),
 }
 
 

@@ -51,9 +51,10 @@ def protection(epochs: int, iterations: int, reasons: dict[str, str]) -> dict[st
         f"{AVERAGING_HORIZON_FRACTION:.0%} of all steps); the last epoch's weights alone are a noisy draw (GPU "
         f"benchmark: last-epoch validation macro-F1 0.57-0.76 per fold against 0.80-0.89 at the best epoch).")
     reasons["training.collapse_check_fraction"] = (
-        f"After {COLLAPSE_CHECK_FRACTION:.0%} of the epochs a fold whose training CE has not fallen by "
-        f"{COLLAPSE_MIN_LOSS_DROP:.0%} or that predicts one grade for all validation vertebrae is restarted with "
-        f"a new seed, at most {COLLAPSE_RESTARTS} times (a demo fold once stayed at grade 0 for all epochs).")
+        f"After {COLLAPSE_CHECK_FRACTION:.0%} of the epochs a fold that predicts one grade for all validation "
+        f"vertebrae, or whose training CE has not fallen by {COLLAPSE_MIN_LOSS_DROP:.0%} while its validation grades "
+        f"show no ordinal agreement, is restarted with a new seed, at most {COLLAPSE_RESTARTS} times (a demo fold "
+        f"once stayed at grade 0 for all epochs; with the Genant prior a flat loss alone is normal).")
     reasons["training.centroid_input_probability"] = (
         f"{CENTROID_INPUT_PROBABILITY:.0%} of the training views are shown as vfnet_predict --centroids sees a "
         f"vertebra: the mask channel replaced by the level's typical-body ellipsoid around the crop centre moved by "
