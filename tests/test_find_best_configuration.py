@@ -81,7 +81,7 @@ def test_the_simpler_candidate_wins_when_the_difference_includes_zero(cohort):
     wrong = np.flatnonzero(probabilities.argmax(axis=1) != cohort.grades)[:3]
     improved[wrong] = np.eye(4)[cohort.grades[wrong]] * 0.97 + 0.01   # three more vertebrae right
     pooled = PooledPredictions([(c, int(v)) for c, v in zip(cohort.cases, cohort.vertebrae)], [0, 1, 2, 3, 4],
-                               cohort.grades, cohort.cases, {})
+                               cohort.grades, cohort.cases, {}, cohort.folds)
     choice = choose([Candidate(("single",), probabilities), Candidate(("a", "b"), improved)], pooled, 200, 0)
     assert choice.ranking[0].candidate.members == ("a", "b")             # the better point estimate ...
     assert choice.chosen.candidate.members == ("single",)                # ... loses to the simpler one
@@ -274,3 +274,23 @@ def test_two_trained_configurations_end_to_end(trained_model, vfnet_folders, tmp
     with open(tmp_path / "out" / "predictions.csv") as handle:
         rows = list(csv.DictReader(handle))
     assert rows and all(row["review"] in ("true", "false") for row in rows)
+
+
+def test_a_temperature_that_raises_the_held_out_ece_is_not_kept():
+    from vfnet.selection.calibration import checked_temperature, expected_calibration_error
+    rng = np.random.default_rng(0)
+    folds = np.arange(400) % 5
+    # p_fracture is calibrated (fractures drawn from it), but every fracture is grade 1 while the model puts its
+    # fracture mass on grade 3: the four-grade NLL wants a large T, which pulls p_fracture towards 0.75.
+    p_fracture = rng.uniform(0.02, 0.98, 400)
+    reference = (rng.uniform(size=400) < p_fracture).astype(int)
+    probabilities = np.column_stack([1 - p_fracture, np.full(400, 1e-3), np.full(400, 1e-3), p_fracture - 2e-3])
+    temperature, held_out_ece = checked_temperature(reference, probabilities, folds)
+    assert temperature == 1.0 and held_out_ece > expected_calibration_error(reference, p_fracture)
+    # An over-confident model: the fitted temperature lowers the held-out ECE and is kept.
+    p_true = rng.uniform(0.02, 0.98, 400)
+    reference = np.where(rng.uniform(size=400) < p_true, rng.integers(1, 4, 400), 0)
+    sharp = np.column_stack([1 - p_true, *(p_true / 3 for _ in range(3))]) ** 4
+    sharp /= sharp.sum(axis=1, keepdims=True)
+    temperature, held_out_ece = checked_temperature(reference, sharp, folds)
+    assert temperature > 1.0 and held_out_ece < expected_calibration_error(reference, 1 - sharp[:, 0])

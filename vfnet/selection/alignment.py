@@ -20,6 +20,7 @@ class PooledPredictions:
     reference: np.ndarray                 # (N,)
     patients: np.ndarray                  # (N,)
     probabilities: dict[str, np.ndarray]  # configuration name -> (N, 4), rows in `keys` order
+    fold_of: np.ndarray                   # (N,) the fold that held each row out
 
     @property
     def num_patients(self) -> int:
@@ -62,7 +63,7 @@ def align(configurations: list[Configuration]) -> PooledPredictions:
                              f"vertebra {vertebra}, which {first.name} never validated: the two were trained on "
                              f"different splits or crops; retrain one or leave it out with -c.")
         probabilities[other.name] = other.probabilities[rows]
-    return PooledPredictions(keys, folds, reference, patients, probabilities)
+    return PooledPredictions(keys, folds, reference, patients, probabilities, fold_of)
 
 
 def _where(configuration: Configuration, fold: int | None) -> str:

@@ -9,7 +9,7 @@ from vfnet.errors import VfnetError
 from vfnet.inference.decisions import calibrate
 from vfnet.paths import dataset_folder_name, inference_instructions_file, preprocessed_folder, results_folder
 from vfnet.selection.alignment import align
-from vfnet.selection.calibration import calibration_summary, fit_temperature
+from vfnet.selection.calibration import calibration_summary, checked_temperature
 from vfnet.selection.candidates import enumerate_candidates
 from vfnet.selection.choice import choose
 from vfnet.selection.configurations import load_configuration, trained_configurations
@@ -36,14 +36,14 @@ def select(dataset: str | int, names: Sequence[str] | None = None, allow_missing
     pooled = align(configurations)
     choice = choose(enumerate_candidates(configurations, pooled), pooled, n_bootstrap, seed)
     before = choice.chosen.candidate.probabilities
-    temperature = fit_temperature(pooled.reference, before)
+    temperature, cross_validated_ece = checked_temperature(pooled.reference, before, pooled.fold_of)
     calibrated = calibrate(before, temperature)
     threshold = None if target_sensitivity is None else threshold_for_sensitivity(
         pooled.reference, calibrated, target_sensitivity, choice.chosen.candidate.name)
     return Selection(
         dataset=dataset_name, dataset_results=dataset_results, configurations=configurations, pooled=pooled,
         choice=choice, calibrated=calibrated,
-        calibration=calibration_summary(pooled.reference, before, calibrated, temperature),
+        calibration=calibration_summary(pooled.reference, before, calibrated, temperature, cross_validated_ece),
         default_operating_point=argmax_operating_point(pooled.reference, calibrated), fracture_threshold=threshold,
         review=review_rule(pooled.reference, calibrated, review_fraction, max_fold_spread),
         referral_curve=referral_curve(pooled.reference, calibrated))

@@ -83,8 +83,8 @@ def render(selection: Selection) -> str:
     calibration, review = selection.calibration, selection.review
     default, threshold = selection.default_operating_point, selection.fracture_threshold
     lines += ["", f"Chosen: {choice.chosen.candidate.name}: {choice.reason}.",
-              f"Calibration: temperature T = {calibration['temperature']:.3f} fitted on the out-of-fold "
-              f"log-probabilities; ECE of p_fracture (10 bins) {calibration['ece_p_fracture_before']:.4f} -> "
+              _calibration_line(calibration) +
+              f" ECE of p_fracture (10 bins) {calibration['ece_p_fracture_before']:.4f} -> "
               f"{calibration['ece_p_fracture_after']:.4f}; NLL {calibration['nll_before']:.4f} -> "
               f"{calibration['nll_after']:.4f}; grades and macro-F1 unchanged (scaling keeps the argmax).",
               f"Operating point: grade = argmax of the calibrated probabilities; grade >= 1 has out-of-fold "
@@ -103,3 +103,13 @@ def render(selection: Selection) -> str:
               "Files: reliability_diagram.png, referral_curve.png and .csv, selection.json beside this summary; "
               "vfnet_predict -d follows ../inference_instructions.json.", ""]
     return "\n".join(lines)
+
+
+def _calibration_line(calibration: dict) -> str:
+    cross_validated = calibration.get("ece_p_fracture_cross_validated")
+    if calibration["temperature"] == 1.0 and cross_validated is not None:
+        return (f"Calibration: none (T = 1): a temperature fitted on the other folds raised the ECE of p_fracture "
+                f"on the held-out fold (pooled {cross_validated:.4f});")
+    checked = f" (fitted on the other folds: {cross_validated:.4f})" if cross_validated is not None else ""
+    return (f"Calibration: temperature T = {calibration['temperature']:.3f} fitted on the out-of-fold "
+            f"log-probabilities{checked};")
