@@ -1,13 +1,14 @@
 """Paired comparison of the accuracy benchmark's methods against vfnet's defaults.
 
-    python benchmarks/paired_comparison.py --workdir WORKDIR_OF_bench_accuracy [--previous OLDER_WORKDIR]
+    python benchmarks/paired_comparison.py --workdir WORKDIR_OF_bench_accuracy [--plans NAME ...] [--previous OLDER]
 
 Reads the out-of-fold predictions that `bench_accuracy.py --workdir DIR` left in DIR (the vfnet plan variants'
 validation/predictions.csv; morphometry is recomputed from the same crops, it is deterministic) and reports, for
 each method, metric(vfnet) - metric(method) with a patient-level *paired* bootstrap 95 % interval: both methods are
 scored on the same resampled patients, so the interval says directly whether the data support a difference.
-`--previous` adds the default vfnet plan of an earlier run (another workdir, e.g. the previous default) as a
-method; each comparison uses the vertebrae both sides predicted (an interrupted run covers fewer folds).
+`--plans` adds further plan variants trained in the same workdir; `--previous` adds the default vfnet plan of an
+earlier run (another workdir, e.g. the previous default). Each comparison uses the vertebrae both sides predicted
+(an interrupted run covers fewer folds).
 """
 import csv
 import sys
@@ -42,6 +43,8 @@ def variant_rows(results: Path, plans_name: str) -> dict[str, dict]:
 def main() -> None:
     parser = base_parser(__doc__)
     parser.add_argument("--bootstrap", type=int, default=2000)
+    parser.add_argument("--plans", nargs="+", default=[], metavar="PLANS_NAME",
+                        help="further plan variants trained in the same workdir (e.g. vfnetPlans_ce36) to compare")
     parser.add_argument("--previous", type=Path, default=None,
                         help="workdir of an earlier bench_accuracy.py run whose vfnet plan joins as 'previous default'")
     args = parser.parse_args()
@@ -53,6 +56,8 @@ def main() -> None:
     plans = load_plans(dataset / "vfnetPlans.json")
     methods["morphometry"] = {row["sample"]: row for fold in range(5)
                               for row in morphometry_fold(dataset, plans, fold)[0]}
+    for plans_name in args.plans:
+        methods[plans_name] = variant_rows(results, plans_name)
     if args.previous is not None:
         previous = args.previous / "vfnet_results" / dataset.name
         methods["previous default"] = variant_rows(previous, VARIANTS["vfnet"][0])
