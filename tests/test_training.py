@@ -101,7 +101,7 @@ def test_a_tiny_fold_trains_end_to_end_and_writes_every_output(fake_dataset):
 def test_the_network_learns_the_grade_from_the_box_height(fake_dataset):
     arguments = ["-d", "901", "-f", "0", "--epochs", "10", "--iterations", "4", "--deterministic",
                  "--override", "training.augmentation.probabilities.rotation=0", "training.warmup_epochs=0",
-                 "training.learning_rate=0.01"]
+                 "training.learning_rate=0.01", "training.centroid_input_probability=0"]
     assert train_cli.main(arguments) == 0
     log = load_checkpoint(fake_dataset / "fold_0" / "checkpoint_final.pth")["log"]
     assert log["train_ce"][-1] < 0.85 * log["train_ce"][0]

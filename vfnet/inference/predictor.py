@@ -17,6 +17,7 @@ from vfnet.dataset.image_io import check_finite, orientation_code, read_image
 from vfnet.errors import VfnetError
 from vfnet.fileio import remove_stale_temporaries
 from vfnet.inference.case_extras import CaseExtras
+from vfnet.inference.centroid_masks import estimate_vertebra_mask
 from vfnet.inference.configurations import load_configuration_models
 from vfnet.inference.decisions import Decisions
 from vfnet.inference.ensemble import FoldEnsemble, checkpoint_path
@@ -24,7 +25,6 @@ from vfnet.inference.inputs import InputCase, discover_cases
 from vfnet.inference.model_levels import describe_levels, trained_levels
 from vfnet.inference.outputs import (case_remarks, field_of_view_note, load_complete_case, make_case_record,
                                      write_case_record, write_run_outputs)
-from vfnet.inference.centroid_masks import estimate_vertebra_mask
 from vfnet.inference.vertebra_sources import (VertebraSource, find_centroids, find_mask, load_centroid_source,
                                               load_mask_source, sole_mask_like_file)
 from vfnet.labels import level_name

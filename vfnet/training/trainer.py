@@ -347,6 +347,9 @@ def _finish(run: TrainingRun, raw_model: torch.nn.Module, averager: WeightAverag
     training = run.plans["training"]
     final_network = averager.network if averager is not None and averager.started else raw_model
     save_checkpoint(run.fold_folder / "checkpoint_final.pth", payload_for(final_network.state_dict()))
+    # The whole curve, whatever the checkpoint cadence and however often the run was resumed (a kill between
+    # the last checkpoint_latest and its plot would otherwise leave no progress.json).
+    progress.plot()
     samples, evaluated_on = (val, "validation fold") if val is not None else (train, ALL_DATA_NOTE)
     if final_network is raw_model and last_validation is not None:
         result = last_validation
