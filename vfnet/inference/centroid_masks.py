@@ -32,7 +32,7 @@ Point = tuple[float, float, float]
 BONE_HU = 150.0            # cancellous bone ~150-300 HU, cortical > 400; discs and muscle < 100
 REACH_MM = 55.0            # a lumbar vertebra reaches ~50 mm from its centre (body front, spinous process)
 HALF_GAP_FRACTION = 0.55   # along the spine a vertebra ends half-way to its nearest neighbour (ends of the row too)
-LONE_DISC_MM = 8.0
+LONE_DISC_MM = 8.0         # a lone vertebra (no neighbouring centroid): typical body height + this is its "gap"
 MIN_PIECE_FRACTION = 0.2   # of a vertebra's largest connected piece
 
 
