@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from test_inference_phantom import phantom
-from vfnet.preprocessing.crop import crop_grid, ellipsoid
+from vfnet.preprocessing.crop import crop_grid
 from vfnet.preprocessing.target_channel import centroid_channel
 from vfnet.preprocessing.preprocessor import mask_centres, preprocess_case
 from vfnet.training.centroid_input import CentroidInput
@@ -13,6 +13,16 @@ from vfnet.typical_sizes import typical_body_size_mm
 PLAN = {"target_spacing": [2.0, 2.0, 2.0], "crop_size": [16, 16, 16], "background_hu": -1024,
         "ct_interpolation": "linear", "ct_channels": [{"name": "bone", "clip": [-200, 1200], "center": 300.0,
                                                        "scale": 500.0}]}
+
+
+def ellipsoid(grid, centre_mm, diameters_zyx_mm):
+    """Reference: 1 inside the ellipsoid, from the physical position of every voxel of the crop grid."""
+    axes = [origin + spacing * np.arange(size) for origin, spacing, size
+            in zip(grid.GetOrigin(), grid.GetSpacing(), grid.GetSize())]
+    z, y, x = np.meshgrid(axes[2], axes[1], axes[0], indexing="ij")
+    offsets = np.stack([x, y, z], axis=-1) - np.asarray(centre_mm, dtype=float)
+    radii_xyz = np.asarray(list(reversed(diameters_zyx_mm)), dtype=float) / 2.0
+    return (((offsets / radii_xyz) ** 2).sum(axis=-1) <= 1.0).astype(np.float32)
 
 
 def test_centroid_channel_is_the_ellipsoid_on_the_crop_grid():

@@ -56,12 +56,13 @@ def classification_metrics(reference: Any, probabilities: Any) -> dict[str, Any]
         "binary_roc_auc": float(roc_auc_score(binary_reference, fracture_score)) if both_classes else None,
         "binary_pr_auc": float(average_precision_score(binary_reference, fracture_score)) if both_classes else None,
         # Kappa is 0/0 when reference and prediction are the same constant: sklearn returns NaN -> None.
-        "qwk": _none_if_nan(_quiet_kappa(reference, predicted)),
+        "qwk": _none_if_nan(quadratic_kappa(reference, predicted)),
         "confusion_matrix": confusion_matrix(reference, predicted, labels=GRADES).tolist(),
     }
 
 
-def _quiet_kappa(reference: np.ndarray, predicted: np.ndarray) -> float:
+def quadratic_kappa(reference: np.ndarray, predicted: np.ndarray) -> float:
+    """Quadratic-weighted kappa over grades 0-3; NaN where it is undefined (e.g. one grade on both sides)."""
     with warnings.catch_warnings(), np.errstate(divide="ignore", invalid="ignore"):
         warnings.simplefilter("ignore")  # "undefined" warnings: the caller reports None instead
         return float(cohen_kappa_score(reference, predicted, labels=GRADES, weights="quadratic"))

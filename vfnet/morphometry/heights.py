@@ -215,17 +215,24 @@ def _crossing(profile: np.ndarray, first: int, second: int, level: float) -> flo
 
 def _refine_on_ct(hu: np.ndarray, lower: float, upper: float, sample_mm: float) -> tuple[float, float] | None:
     """Endplates on the CT profile near the mask's edges, or None when the image shows none there."""
-    search, wide = int(round(SEARCH_MM / sample_mm)), int(round(WIDE_SEARCH_MM / sample_mm))
+    searches = [int(round(mm / sample_mm)) for mm in (SEARCH_MM, WIDE_SEARCH_MM)]
     disc = int(round(DISC_MM / sample_mm))
-    if lower - wide - disc < 1 or upper + wide + disc >= len(hu) - 1 or upper - lower < 4:
+    if lower - searches[-1] - disc < 1 or upper + searches[-1] + disc >= len(hu) - 1 or upper - lower < 4:
         return None
-    new_lower = _endplate(hu, lower, search, disc, -1)
-    new_lower = _endplate(hu, lower, wide, disc, -1) if new_lower is None else new_lower
-    new_upper = _endplate(hu, upper, search, disc, +1)
-    new_upper = _endplate(hu, upper, wide, disc, +1) if new_upper is None else new_upper
+    new_lower = _first_endplate(hu, lower, searches, disc, outward=-1)
+    new_upper = _first_endplate(hu, upper, searches, disc, outward=+1)
     if new_lower is None or new_upper is None or new_upper <= new_lower:
         return None
     return new_lower, new_upper
+
+
+def _first_endplate(hu: np.ndarray, near: float, searches: list[int], disc: int, outward: int) -> float | None:
+    """The endplate found with the narrowest search window that finds one."""
+    for search in searches:
+        edge = _endplate(hu, near, search, disc, outward)
+        if edge is not None:
+            return edge
+    return None
 
 
 def _endplate(hu: np.ndarray, near: float, search: int, disc: int, outward: int) -> float | None:

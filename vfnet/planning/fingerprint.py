@@ -17,7 +17,8 @@ from vfnet.dataset.integrity import geometry_mismatches
 from vfnet.errors import DatasetError, VfnetError
 from vfnet.labels import level_name
 from vfnet.typical_sizes import typical_body_size_mm, typical_vertebra_extent_mm
-from vfnet.preprocessing.crop import (canonical_shape, canonical_spacing, crop_grid, ellipsoid, resample_ct)
+from vfnet.preprocessing.crop import canonical_shape, canonical_spacing, crop_grid, resample_ct
+from vfnet.preprocessing.target_channel import centroid_channel
 from vfnet.preprocessing.parallel import map_cases
 from vfnet.preprocessing.preprocessor import integer_mask
 
@@ -102,9 +103,9 @@ def _physical_extent_zyx(image: sitk.Image, box: tuple[slice, slice, slice]) -> 
 def _sample_ellipsoid(image: sitk.Image, centre: Any, label: int, rng: np.random.Generator) -> np.ndarray:
     """HU inside the level's typical vertebral body around a centroid, on a 1 mm grid (centroid-only cases)."""
     body = typical_body_size_mm(label)
-    grid = crop_grid(centre, (1.0, 1.0, 1.0), [int(np.ceil(b)) + 1 for b in body])
-    hu = resample_ct(image, grid, "linear", -1024.0)
-    inside = hu[ellipsoid(grid, centre, body) > 0]
+    size = [int(np.ceil(b)) + 1 for b in body]
+    hu = resample_ct(image, crop_grid(centre, (1.0, 1.0, 1.0), size), "linear", -1024.0)
+    inside = hu[centroid_channel(size, (1.0, 1.0, 1.0), body) > 0]   # the grid is centred on the centroid
     if inside.size > SAMPLES_PER_VERTEBRA:
         inside = rng.choice(inside, SAMPLES_PER_VERTEBRA, replace=False)
     return inside

@@ -38,21 +38,6 @@ def resample_label(mask: sitk.Image, grid: sitk.Image, label: int) -> np.ndarray
     return (sitk.GetArrayViewFromImage(resampled) == label).astype(np.float32)
 
 
-def grid_points_mm(grid: sitk.Image) -> np.ndarray:
-    """Physical (x, y, z) of every voxel centre of an identity-direction grid, shaped (z, y, x, 3)."""
-    axes = [origin + spacing * np.arange(size) for origin, spacing, size
-            in zip(grid.GetOrigin(), grid.GetSpacing(), grid.GetSize())]
-    z, y, x = np.meshgrid(axes[2], axes[1], axes[0], indexing="ij")
-    return np.stack([x, y, z], axis=-1)
-
-
-def ellipsoid(grid: sitk.Image, centre_mm: Sequence[float], diameters_zyx_mm: Sequence[float]) -> np.ndarray:
-    """Float32 (z, y, x) that is 1 inside an axis-aligned ellipsoid centred at `centre_mm` (x, y, z)."""
-    offsets = grid_points_mm(grid) - np.asarray(centre_mm, dtype=float)
-    radii_xyz = np.asarray(list(reversed(diameters_zyx_mm)), dtype=float) / 2.0
-    return (((offsets / radii_xyz) ** 2).sum(axis=-1) <= 1.0).astype(np.float32)
-
-
 def fraction_inside_scan(image: sitk.Image, centre_mm: Sequence[float], box_zyx_mm: Sequence[float],
                          samples_per_axis: int = 9) -> float:
     """Fraction of a box (centred at `centre_mm`, size in mm) that lies inside the scan's field of view.

@@ -1,7 +1,7 @@
 """Centroid input, shown to the network during training.
 
 `vfnet_predict --centroids` has no mask: the crop is centred on the given centroid, its target channel is an
-ellipsoid of the level's typical body size (`preprocessing.crop.centroid_channel`) and there is no morphometry.
+ellipsoid of the level's typical body size (`preprocessing.target_channel.centroid_channel`) and there is no morphometry.
 A model trained on real masks only had never seen that input (issue 13: macro-F1 0.67 from masks, 0.32 from
 centroids, most normal vertebrae called fractured). So, in a random part of every batch, each view's mask channel
 is replaced by that same ellipsoid, drawn around the crop centre moved by a small random offset (a centroid is

@@ -12,9 +12,8 @@ from typing import Sequence
 
 import numpy as np
 
-from sklearn.metrics import cohen_kappa_score
-
 from vfnet.evaluation.degenerate import single_grade_reason
+from vfnet.evaluation.metrics import quadratic_kappa
 
 NO_AGREEMENT_KAPPA = 0.1
 
@@ -42,7 +41,5 @@ def collapse_reason(train_losses: Sequence[float], validation_probabilities: np.
 def _validation_kappa(probabilities: np.ndarray | None, grades: np.ndarray | None) -> float | None:
     if probabilities is None or grades is None or len(grades) == 0:
         return None
-    predicted = np.asarray(probabilities).argmax(axis=1)
-    if len(set(predicted.tolist()) | set(np.asarray(grades).tolist())) < 2:
-        return None
-    return float(cohen_kappa_score(grades, predicted, weights="quadratic"))
+    kappa = quadratic_kappa(np.asarray(grades), np.asarray(probabilities).argmax(axis=1))
+    return None if np.isnan(kappa) else kappa

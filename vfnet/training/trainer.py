@@ -24,10 +24,10 @@ from vfnet.paths import fold_folder
 from vfnet.progress_bars import progress_bar as new_progress_bar
 from vfnet.training import distributed
 from vfnet.training.augmentation import BatchAugmenter, drop_morphometry
-from vfnet.training.centroid_input import CentroidInput
 from vfnet.evaluation.degenerate import single_grade_reason
 from vfnet.training.batches import BatchSource
 from vfnet.training.cadence import CheckpointClock, cadence_note, validation_due
+from vfnet.training.centroid_input import CentroidInput
 from vfnet.training.collapse import collapse_reason
 from vfnet.training.data import SampleSet, load_fold
 from vfnet.training.losses import ContrastiveClassificationLoss
@@ -313,7 +313,8 @@ def _train_attempt(run: TrainingRun, rank: int, world_size: int, attempt: int, t
                 rng_states = gather_rng_states()   # every rank's stream, so --c continues each of them
                 if main:
                     save_checkpoint(latest, payload_for(epoch, raw_model.state_dict(), rng_states))
-                    progress.plot()
+                    if epoch + 1 < epochs:   # the last epoch's curves are drawn by _finish
+                        progress.plot()
                     clock.written()
                 saved_epoch = epoch
             distributed.barrier()
