@@ -93,11 +93,19 @@ def test_batch_holds_k_of_every_grade_present_and_absent_grade_weight_is_zero():
 
 
 def test_supcon_settings_follow_the_imbalance():
-    balanced = plan_experiment(fingerprint(grade_counts=(50, 50, 50, 50)))["training"]
-    skewed = plan_experiment(fingerprint(grade_counts=(500, 10, 10, 5)))["training"]
+    balanced = plan_experiment(fingerprint(grade_counts=(50, 50, 50, 50)), "gpu")["training"]
+    skewed = plan_experiment(fingerprint(grade_counts=(500, 10, 10, 5)), "gpu")["training"]
     assert balanced["supcon_weight"] == 0.5 and balanced["supcon_temperature"] == 0.1
     assert skewed["supcon_weight"] > balanced["supcon_weight"]
     assert 0.1 < skewed["supcon_temperature"] <= 0.2
+
+
+def test_cpu_budget_trains_ce_alone_with_one_view_and_twice_the_epochs():
+    cpu = plan_experiment(fingerprint(), "cpu")
+    assert cpu["training"]["supcon_weight"] == 0 and "equal wall-clock" in cpu["reasons"]["training.supcon_weight"]
+    assert "x1 view(s)" in cpu["reasons"]["training.epochs"]
+    gpu = plan_experiment(fingerprint(), "gpu")
+    assert gpu["training"]["supcon_weight"] > 0 and "x2 view(s)" in gpu["reasons"]["training.epochs"]
 
 
 def test_one_grade_is_a_clear_error():
@@ -107,11 +115,11 @@ def test_one_grade_is_a_clear_error():
 
 def test_overrides_edit_nested_keys_and_reject_typos():
     plans = plan_experiment(fingerprint())
-    edited = apply_overrides(plans, ["training.supcon_weight=0", "training.lr_schedule=constant",
+    edited = apply_overrides(plans, ["training.supcon_weight=0.5", "training.lr_schedule=constant",
                                      "preprocessing.target_spacing.0=2.5"])
-    assert edited["training"]["supcon_weight"] == 0 and edited["training"]["lr_schedule"] == "constant"
+    assert edited["training"]["supcon_weight"] == 0.5 and edited["training"]["lr_schedule"] == "constant"
     assert edited["preprocessing"]["target_spacing"][0] == 2.5
-    assert plans["training"]["supcon_weight"] != 0   # the original is untouched
+    assert plans["training"]["supcon_weight"] == 0   # the original is untouched
     with pytest.raises(PlanError, match="training.supcon_wieght"):
         apply_overrides(plans, ["training.supcon_wieght=0"])
     with pytest.raises(PlanError, match="key=value"):

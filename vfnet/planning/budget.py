@@ -13,8 +13,12 @@ from dataclasses import dataclass
 from vfnet.errors import PlanError
 
 CPU_EFFECTIVE_GFLOPS = 40.0
-TRAINING_VIEWS = 2  # SupCon trains on two augmented views of every sample
 GPU_EFFECTIVE_GFLOPS = 1500.0
+
+
+def training_views(supcon_weight: float) -> int:
+    """Augmented views per sample and step: SupCon contrasts two views of every sample, CE alone needs one."""
+    return 2 if float(supcon_weight) > 0 else 1
 
 
 @dataclass(frozen=True)
@@ -28,6 +32,7 @@ class Budget:
     max_crop_voxels: int          # per axis; bounds activation memory
     max_epochs: int
     projection_dim: int
+    supcon: bool                        # train with the supervised contrastive term (planner._loss_weights says why)
     validation_every: int = 1           # epochs between validations (always also the last epoch)
     checkpoint_every_seconds: float = 0.0   # checkpoint_latest + progress.png at most this often (0: every epoch)
 
@@ -36,10 +41,12 @@ BUDGETS = {
     # Five folds of the ~280-vertebra benchmark within 30 minutes on 2 CPU cores (issue 10).
     "cpu": Budget("cpu", minutes_per_fold=5.5, effective_gflops=CPU_EFFECTIVE_GFLOPS, stem_channels=16,
                   max_channels=128, samples_per_grade=4, max_crop_voxels=64, max_epochs=100, projection_dim=128,
+                  supcon=False,
                   # checkpoint_latest + progress.png took 1.7 s of each ~19 s epoch (training/throughput.py).
                   checkpoint_every_seconds=60.0),
     "gpu": Budget("gpu", minutes_per_fold=30.0, effective_gflops=GPU_EFFECTIVE_GFLOPS, stem_channels=32,
                   max_channels=320, samples_per_grade=8, max_crop_voxels=128, max_epochs=300, projection_dim=128,
+                  supcon=True,
                   # An epoch of the benchmark's gpu plan is ~1 s on an H200 (issue 12): validating, plotting and
                   # writing checkpoints after each one cost more than the epoch.
                   validation_every=5, checkpoint_every_seconds=60.0),
@@ -47,6 +54,7 @@ BUDGETS = {
     # narrower network, planned with --measure because small networks reach fewer FLOP/s than the cpu plan's.
     "demo": Budget("demo", minutes_per_fold=1.1, effective_gflops=CPU_EFFECTIVE_GFLOPS, stem_channels=8,
                    max_channels=64, samples_per_grade=4, max_crop_voxels=64, max_epochs=100, projection_dim=64,
+                   supcon=False,
                    checkpoint_every_seconds=60.0),
 }
 

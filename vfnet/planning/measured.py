@@ -8,7 +8,7 @@ import copy
 from typing import Any
 
 from vfnet.planning import training_rules
-from vfnet.planning.budget import TRAINING_VIEWS, get_budget
+from vfnet.planning.budget import get_budget, training_views
 from vfnet.planning.planner import MIN_EPOCHS, warmup_epochs
 
 
@@ -32,7 +32,7 @@ def replan_from_measurement(plans: dict[str, Any], measurement: dict[str, Any]) 
                                            max(1, estimates.get("training_vertebrae_per_fold", 4) // 4)))
     seconds = epoch_seconds(training, validation_samples, measurement)
     epochs = int(min(budget.max_epochs, max(1, budget.minutes_per_fold * 60.0 // seconds)))
-    views = TRAINING_VIEWS if float(training.get("supcon_weight", 0)) > 0 else 1
+    views = training_views(training.get("supcon_weight", 0))
     effective = (float(measurement["samples_per_second"]) * views * 3 * float(estimates["gflops_per_sample"]))
     before = {"epochs": int(training["epochs"]), "minutes": estimates["training_minutes_per_fold"]}
     training["epochs"] = epochs
