@@ -125,8 +125,7 @@ def network_alone(plans: dict, device: str, steps: int = 30, warmup: int = 8) ->
     batch = int(training["batch_size"])
     model = build_network(plans["network"]).to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
-    loss_function = ContrastiveClassificationLoss(training["ce_class_weights"], training.get("supcon_weight", 0),
-                                                  training.get("supcon_temperature", 0.1)).to(device)
+    loss_function = ContrastiveClassificationLoss.from_plan(training).to(device)
     inputs = torch.randn(batch * views, int(preprocessing["num_input_channels"]),
                          *preprocessing["crop_size"], device=device)
     grades = (torch.arange(batch, device=device) % 4)

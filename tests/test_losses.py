@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from vfnet.training.losses import ContrastiveClassificationLoss, supcon_loss
+from vfnet.training.losses import ContrastiveClassificationLoss, cumulative_ordinal_loss, supcon_loss
 
 
 def test_supcon_matches_a_hand_computed_value():
@@ -69,3 +69,25 @@ def test_lambda_zero_is_plain_ce_and_zero_weight_batches_are_not_nan():
     result = ContrastiveClassificationLoss([1, 1, 0, 1], 0.0, 0.1)(output, labels)
     assert result["loss"].item() == 0.0 and result["supcon"].item() == 0.0
     result["loss"].backward()
+
+
+def test_ordinal_term_grows_with_the_distance_of_the_misplaced_mass():
+    labels = torch.tensor([3])
+    near = torch.log(torch.tensor([[0.05, 0.05, 0.8, 0.1]]))    # mass one grade off
+    far = torch.log(torch.tensor([[0.8, 0.05, 0.05, 0.1]]))     # the same mass three grades off
+    assert F.cross_entropy(near, labels).item() == pytest.approx(F.cross_entropy(far, labels).item())
+    assert cumulative_ordinal_loss(far, labels).item() > cumulative_ordinal_loss(near, labels).item() + 1.0
+    # For a one-hot prediction of the right grade every cumulative probability is right: the term is ~0.
+    exact = torch.log(torch.tensor([[1e-6, 1e-6, 1e-6, 1.0]]))
+    assert cumulative_ordinal_loss(exact, labels).item() < 1e-4
+
+
+def test_combined_loss_adds_the_weighted_ordinal_term():
+    output, labels = _output(4, 1), torch.tensor([0, 1, 2, 3])
+    weights = [1.0, 2.0, 1.0, 0.5]
+    result = ContrastiveClassificationLoss(weights, 0.0, 0.1, ordinal_weight=0.5)(output, labels)
+    ce = F.cross_entropy(output["logits"], labels, weight=torch.tensor(weights))
+    sample_weights = torch.tensor(weights)[labels]
+    ordinal = (cumulative_ordinal_loss(output["logits"], labels) * sample_weights).sum() / sample_weights.sum()
+    assert result["loss"].item() == pytest.approx((ce + 0.5 * ordinal).item(), rel=1e-5)
+    assert result["ce"].item() == pytest.approx(ce.item(), rel=1e-5)

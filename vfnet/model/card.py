@@ -116,6 +116,7 @@ def plan_brief(plans: dict[str, Any]) -> dict[str, Any]:
         "epochs": training.get("epochs"), "iterations_per_epoch": training.get("iterations_per_epoch"),
         "batch_size": training.get("batch_size"),
         "loss": (f"cross-entropy (class weights {training.get('ce_class_weights')}) + "
+                 f"{training.get('ordinal_weight', 0)} x cumulative ordinal term + "
                  f"{training.get('supcon_weight')} x SupCon (temperature {training.get('supcon_temperature')})"),
     }
 

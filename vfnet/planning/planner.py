@@ -30,6 +30,8 @@ NUM_FOLDS = 5
 BACKGROUND_HU = -1024.0
 DROPOUT = 0.2
 MIN_FRACTION_IN_VIEW = 0.9         # vertebrae seen less than this are not trained on (their height is unknown)
+ORDINAL_WEIGHT = 0.0
+ORDINAL_EVIDENCE = "Not yet measured on the phantom benchmark, so off."
 
 
 def plan_experiment(fingerprint: dict[str, Any], budget_name: str = "cpu",
@@ -262,8 +264,11 @@ def _loss_weights(counts: dict[int, int], present: list[int], budget: Budget,
     reasons["training.supcon_temperature"] = (f"0.1 x (1 + 0.5 log10(imbalance ratio {ratio:.1f})), at most 0.2: "
                                               f"oversampled rare grades repeat in batches, a softer temperature keeps "
                                               f"SupCon from memorising them.")
+    reasons["training.ordinal_weight"] = (
+        f"{ORDINAL_WEIGHT:g} x the cumulative ordinal term (training/losses.py: binary CE of P(grade > k), which "
+        f"costs more the further the predicted mass lies from the true grade). " + ORDINAL_EVIDENCE)
     return {"ce_class_weights": weights, "supcon_weight": rule_weight if budget.supcon else 0.0,
-            "supcon_temperature": temperature}
+            "supcon_temperature": temperature, "ordinal_weight": ORDINAL_WEIGHT}
 
 
 def augmentation(reasons: dict[str, str]) -> dict[str, Any]:

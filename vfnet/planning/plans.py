@@ -109,6 +109,9 @@ def _validate_training(section: Any, where: str) -> None:
         _check(_number(section.get(key)) and section[key] > 0, where, f"training.{key}", "must be positive")
     for key in ("weight_decay", "supcon_weight"):
         _check(_number(section.get(key)) and section[key] >= 0, where, f"training.{key}", "must be >= 0")
+    if "ordinal_weight" in section:   # optional: plans written before it existed train without the term
+        _check(_number(section["ordinal_weight"]) and section["ordinal_weight"] >= 0, where,
+               "training.ordinal_weight", "must be >= 0")
     weights = section.get("ce_class_weights")
     _check(isinstance(weights, list) and len(weights) == 4 and all(_number(w) and w >= 0 for w in weights)
            and sum(weights) > 0, where, "training.ce_class_weights", "must be four non-negative numbers, not all 0")

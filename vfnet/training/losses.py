@@ -1,5 +1,5 @@
-"""Supervised contrastive loss (Khosla et al. 2020) and the combined CE + λ·SupCon training loss."""
-from typing import Sequence
+"""The training loss: weighted CE + μ·cumulative ordinal term + λ·SupCon (Khosla et al. 2020)."""
+from typing import Any, Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -30,18 +30,42 @@ def supcon_loss(embeddings: torch.Tensor, labels: torch.Tensor, temperature: flo
     return -mean_log_probability.mean()
 
 
+def cumulative_ordinal_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Per-sample binary CE of the cumulative probabilities P(grade > k), k = 0 .. G-2, summed over k.
+
+    P(grade > k) is read off the same softmax the grade comes from, so no extra head is needed. Unlike CE, which
+    only sees the true grade's probability, the cost grows with the distance of the misplaced mass: mass on grade
+    0 for a grade-3 vertebra violates all three thresholds, mass on grade 2 only one.
+    """
+    log_probabilities = F.log_softmax(logits, dim=1)
+    grades = logits.shape[1]
+    log_above = torch.stack([torch.logsumexp(log_probabilities[:, k + 1:], dim=1) for k in range(grades - 1)], 1)
+    log_at_or_below = torch.stack([torch.logsumexp(log_probabilities[:, :k + 1], dim=1)
+                                   for k in range(grades - 1)], 1)
+    thresholds = torch.arange(grades - 1, device=logits.device)
+    above = labels[:, None] > thresholds[None, :]
+    return -torch.where(above, log_above, log_at_or_below).sum(dim=1)
+
+
 class ContrastiveClassificationLoss(nn.Module):
-    """Weighted cross-entropy on every view's logits + λ·SupCon on the embeddings of all views together.
+    """Weighted CE on every view's logits + μ·ordinal term (same weights) + λ·SupCon on all views' embeddings.
 
     `labels` are per sample; the model output holds `views` stacked copies (view 1 of all samples, then view 2).
-    Class weight 0 is allowed (a grade absent from the dataset); λ = 0 gives plain CE.
+    Class weight 0 is allowed (a grade absent from the dataset); λ = μ = 0 gives plain CE.
     """
 
-    def __init__(self, class_weights: Sequence[float], supcon_weight: float, temperature: float):
+    def __init__(self, class_weights: Sequence[float], supcon_weight: float, temperature: float,
+                 ordinal_weight: float = 0.0):
         super().__init__()
         self.register_buffer("class_weights", torch.as_tensor(list(class_weights), dtype=torch.float32))
         self.supcon_weight = float(supcon_weight)
         self.temperature = float(temperature)
+        self.ordinal_weight = float(ordinal_weight)
+
+    @classmethod
+    def from_plan(cls, training: Mapping[str, Any]) -> "ContrastiveClassificationLoss":
+        return cls(training["ce_class_weights"], training.get("supcon_weight", 0.0),
+                   training.get("supcon_temperature", 0.1), training.get("ordinal_weight", 0.0))
 
     def forward(self, output: dict[str, torch.Tensor], labels: torch.Tensor) -> dict[str, torch.Tensor]:
         views = output["logits"].shape[0] // labels.shape[0]
@@ -50,8 +74,13 @@ class ContrastiveClassificationLoss(nn.Module):
         total_weight = weights[all_labels].sum()
         ce_sum = F.cross_entropy(output["logits"], all_labels, weight=weights, reduction="sum")
         # Weighted mean as in F.cross_entropy, but a batch of only zero-weight grades gives 0 instead of NaN.
-        ce = ce_sum / total_weight.clamp_min(torch.finfo(weights.dtype).tiny)
+        denominator = total_weight.clamp_min(torch.finfo(weights.dtype).tiny)
+        ce = ce_sum / denominator
+        loss = ce
+        if self.ordinal_weight > 0:
+            ordinal = (cumulative_ordinal_loss(output["logits"], all_labels) * weights[all_labels]).sum() / denominator
+            loss = loss + self.ordinal_weight * ordinal
         if self.supcon_weight == 0:
-            return {"loss": ce, "ce": ce.detach(), "supcon": torch.zeros((), device=ce.device)}
+            return {"loss": loss, "ce": ce.detach(), "supcon": torch.zeros((), device=ce.device)}
         contrastive = supcon_loss(output["embedding"].float(), all_labels, self.temperature)
-        return {"loss": ce + self.supcon_weight * contrastive, "ce": ce.detach(), "supcon": contrastive.detach()}
+        return {"loss": loss + self.supcon_weight * contrastive, "ce": ce.detach(), "supcon": contrastive.detach()}

@@ -81,8 +81,7 @@ def measure_training(plans: dict[str, Any], device_type: str) -> dict[str, Any]:
     source = BatchSource(samples, device)
     sampler = BalancedBatchSampler(samples.grades, int(training["samples_per_grade"]), 1, seed=0)
     augmenter = BatchAugmenter(training.get("augmentation", {}), plans["preprocessing"]["target_spacing"])
-    loss_function = ContrastiveClassificationLoss(training["ce_class_weights"], training.get("supcon_weight", 0.0),
-                                                  training.get("supcon_temperature", 0.1)).to(device)
+    loss_function = ContrastiveClassificationLoss.from_plan(training).to(device)
 
     def steps(count: int, first: int) -> None:
         batches = [sampler.epoch_batches(first + i)[0] for i in range(count)]

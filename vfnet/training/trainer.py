@@ -239,8 +239,7 @@ def _train_attempt(run: TrainingRun, rank: int, world_size: int, attempt: int, t
     source = BatchSource(train, device)
     augmenter = BatchAugmenter(training.get("augmentation", {}), run.plans["preprocessing"]["target_spacing"])
     centroid_input = CentroidInput.from_plan(train.properties, run.plans)
-    loss_function = ContrastiveClassificationLoss(training["ce_class_weights"], training.get("supcon_weight", 0.0),
-                                                  training.get("supcon_temperature", 0.1)).to(device)
+    loss_function = ContrastiveClassificationLoss.from_plan(training).to(device)
     main = distributed.is_main_process()
     progress = ProgressWriter(run.fold_folder, log)
     evaluation_batch = int(training.get("batch_size", sampler.batch_size))
