@@ -1,13 +1,15 @@
 """Paired comparison of the accuracy benchmark's methods against vfnet's defaults.
 
     python benchmarks/paired_comparison.py --workdir WORKDIR_OF_bench_accuracy [--plans NAME ...] [--previous OLDER]
+                                           [--baseline NAME]
 
 Reads the out-of-fold predictions that `bench_accuracy.py --workdir DIR` left in DIR (the vfnet plan variants'
 validation/predictions.csv; morphometry is recomputed from the same crops, it is deterministic) and reports, for
 each method, metric(vfnet) - metric(method) with a patient-level *paired* bootstrap 95 % interval: both methods are
 scored on the same resampled patients, so the interval says directly whether the data support a difference.
 `--plans` adds further plan variants trained in the same workdir; `--previous` adds the default vfnet plan of an
-earlier run (another workdir, e.g. the previous default). Each comparison uses the vertebrae both sides predicted
+earlier run (another workdir, e.g. the previous default); `--baseline` makes a plan variant of the workdir the
+side every other method is compared with (default: the workdir's vfnetPlans). Each comparison uses the vertebrae both sides predicted
 (an interrupted run covers fewer folds).
 """
 import csv
@@ -47,6 +49,8 @@ def main() -> None:
                         help="further plan variants trained in the same workdir (e.g. vfnetPlans_ce36) to compare")
     parser.add_argument("--previous", type=Path, default=None,
                         help="workdir of an earlier bench_accuracy.py run whose vfnet plan joins as 'previous default'")
+    parser.add_argument("--baseline", default=None, metavar="PLANS_NAME",
+                        help="compare every method with this plan variant of the workdir instead of vfnetPlans")
     args = parser.parse_args()
     if args.workdir is None:
         sys.exit("--workdir: the folder bench_accuracy.py was run with")
@@ -61,14 +65,19 @@ def main() -> None:
     if args.previous is not None:
         previous = args.previous / "vfnet_results" / dataset.name
         methods["previous default"] = variant_rows(previous, VARIANTS["vfnet"][0])
+    if args.baseline is not None:
+        methods["vfnetPlans (workdir default)"] = methods.pop("vfnet")
+        methods["vfnet"] = methods.pop(args.baseline, None) or variant_rows(results, args.baseline)
     baseline = methods.pop("vfnet")
+    if not baseline:
+        sys.exit(f"No out-of-fold predictions of the baseline plan {args.baseline or 'vfnetPlans'} in {results}")
     samples = sorted(baseline)
     reference = np.array([baseline[s]["reference"] for s in samples])
     patients = [baseline[s]["patient"] for s in samples]
     vfnet_probabilities = np.array([baseline[s]["probabilities"] for s in samples])
-    report = {"machine": machine(), "samples": len(samples), "bootstrap": args.bootstrap, "vs_vfnet": {},
+    report = {"machine": machine(), "baseline": args.baseline or VARIANTS["vfnet"][0], "samples": len(samples), "bootstrap": args.bootstrap, "vs_vfnet": {},
               "pooled": {"vfnet": metrics_with_intervals(reference, vfnet_probabilities, patients, args.bootstrap)}}
-    print(f"vfnet on {len(samples)} out-of-fold vertebrae: macro-F1 {report['pooled']['vfnet']['macro_f1']:.3f} "
+    print(f"vfnet ({report['baseline']}) on {len(samples)} out-of-fold vertebrae: macro-F1 {report['pooled']['vfnet']['macro_f1']:.3f} "
           f"{report['pooled']['vfnet']['ci95']['macro_f1']}")
     for method, rows in methods.items():
         # Either side may cover fewer folds (an interrupted run): compare on the vertebrae both predicted.
