@@ -34,6 +34,7 @@ import torch  # noqa: E402
 from vfnet.evaluation.metrics import classification_metrics  # noqa: E402
 from vfnet.model.network import build_network  # noqa: E402
 from vfnet.paths import fold_folder, model_folder  # noqa: E402
+from vfnet.planning.budget import training_views  # noqa: E402
 from vfnet.planning.measured import epoch_seconds  # noqa: E402
 from vfnet.planning.plans import load_plans  # noqa: E402
 from vfnet.training.losses import ContrastiveClassificationLoss  # noqa: E402
@@ -121,7 +122,7 @@ def network_alone(plans: dict, device: str, steps: int = 30, warmup: int = 8) ->
     torch.backends.cudnn.benchmark = True
     synchronize = torch.cuda.synchronize if device == "cuda" else (lambda: None)
     training, preprocessing = plans["training"], plans["preprocessing"]
-    views = 2 if float(training.get("supcon_weight", 0)) > 0 else 1
+    views = training_views(training.get("supcon_weight", 0))
     batch = int(training["batch_size"])
     model = build_network(plans["network"]).to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
@@ -221,7 +222,7 @@ def main() -> int:
     preprocessed = Path(os.environ["vfnet_preprocessed"]) / args.dataset
     plans = load_plans(preprocessed / f"{args.plans}.json")
     training = plans["training"]
-    views = 2 if float(training.get("supcon_weight", 0)) > 0 else 1
+    views = training_views(training.get("supcon_weight", 0))
     per_epoch = int(training["iterations_per_epoch"]) * int(training["batch_size"]) * views
     report.record("device", device_info(args.device))
     report.record("plan", {"plans": args.plans, "budget": plans.get("budget"),

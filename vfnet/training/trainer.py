@@ -21,6 +21,7 @@ from vfnet.model.card import write_training_card
 from vfnet.model.checkpoint import capture_rng_state, check_network_plan, load_checkpoint, save_checkpoint
 from vfnet.model.network import build_network
 from vfnet.paths import fold_folder
+from vfnet.planning.budget import training_views
 from vfnet.progress_bars import progress_bar as new_progress_bar
 from vfnet.training import distributed
 from vfnet.training.augmentation import BatchAugmenter, drop_morphometry
@@ -119,7 +120,7 @@ def run_epoch(model: torch.nn.Module, batches: list[np.ndarray], source: BatchSo
     """One epoch of optimisation steps; returns the mean loss terms."""
     model.train()
     # λ = 0: the second view would only feed SupCon, so it is not computed at all.
-    view_count = 2 if loss_function.supcon_weight > 0 else 1
+    view_count = training_views(loss_function.supcon_weight)
     detach = bool(training.get("detach_classifier", False))
     # Summed on the device and read once per epoch: reading a loss every step would stall a GPU's queue.
     totals = torch.zeros(3, device=device)
