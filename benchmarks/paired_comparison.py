@@ -34,10 +34,11 @@ def variant_rows(results: Path, plans_name: str) -> dict[str, dict]:
     rows = {}
     model = results / model_folder_name("vfnetTrainer", plans_name)
     for csv_path in sorted(model.glob(f"{fold_folder('', '*').name}/validation/predictions.csv")):
+        fold = csv_path.parent.parent.name
         with open(csv_path, newline="") as handle:
             for row in csv.DictReader(handle):
                 rows[f"{row['case']}_{row['vertebra']}"] = {
-                    "patient": row["patient"], "reference": int(row["reference"]),
+                    "patient": row["patient"], "reference": int(row["reference"]), "fold": fold,
                     "probabilities": [float(row[f"p{g}"]) for g in range(4)]}
     return rows
 
