@@ -31,7 +31,10 @@ BACKGROUND_HU = -1024.0
 DROPOUT = 0.2
 MIN_FRACTION_IN_VIEW = 0.9         # vertebrae seen less than this are not trained on (their height is unknown)
 ORDINAL_WEIGHT = 0.0
-ORDINAL_EVIDENCE = "Not yet measured on the phantom benchmark, so off."
+ORDINAL_EVIDENCE = (
+    "Off by measurement: five folds of the phantom benchmark (36 epochs of CE alone, same crops) with weight 1 "
+    "reached macro-F1 0.776 against 0.784 without it (paired -0.008 [-0.039, +0.018]; QWK +0.005), so it did not "
+    "pay for itself.")
 
 
 def plan_experiment(fingerprint: dict[str, Any], budget_name: str = "cpu",
