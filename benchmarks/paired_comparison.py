@@ -9,8 +9,8 @@ each method, metric(vfnet) - metric(method) with a patient-level *paired* bootst
 scored on the same resampled patients, so the interval says directly whether the data support a difference.
 `--plans` adds further plan variants trained in the same workdir; `--previous` adds the default vfnet plan of an
 earlier run (another workdir, e.g. the previous default); `--baseline` makes a plan variant of the workdir the
-side every other method is compared with (default: the workdir's vfnetPlans). Each comparison uses the vertebrae both sides predicted
-(an interrupted run covers fewer folds).
+side every other method is compared with (default: the workdir's vfnetPlans). Each comparison uses the vertebrae
+both sides predicted (an interrupted run covers fewer folds).
 """
 import csv
 import sys
@@ -76,10 +76,11 @@ def main() -> None:
     reference = np.array([baseline[s]["reference"] for s in samples])
     patients = [baseline[s]["patient"] for s in samples]
     vfnet_probabilities = np.array([baseline[s]["probabilities"] for s in samples])
-    report = {"machine": machine(), "baseline": args.baseline or VARIANTS["vfnet"][0], "samples": len(samples), "bootstrap": args.bootstrap, "vs_vfnet": {},
+    report = {"machine": machine(), "baseline": args.baseline or VARIANTS["vfnet"][0], "samples": len(samples),
+              "bootstrap": args.bootstrap, "vs_vfnet": {},
               "pooled": {"vfnet": metrics_with_intervals(reference, vfnet_probabilities, patients, args.bootstrap)}}
-    print(f"vfnet ({report['baseline']}) on {len(samples)} out-of-fold vertebrae: macro-F1 {report['pooled']['vfnet']['macro_f1']:.3f} "
-          f"{report['pooled']['vfnet']['ci95']['macro_f1']}")
+    print(f"vfnet ({report['baseline']}) on {len(samples)} out-of-fold vertebrae: "
+          f"macro-F1 {report['pooled']['vfnet']['macro_f1']:.3f} {report['pooled']['vfnet']['ci95']['macro_f1']}")
     for method, rows in methods.items():
         # Either side may cover fewer folds (an interrupted run): compare on the vertebrae both predicted.
         shared = [index for index, sample in enumerate(samples) if sample in rows]
