@@ -136,7 +136,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"vfnet_predict: predicting on {device} ({reason}).", flush=True)
     settings = PredictSettings(**model_choice(args), mirror=not args.disable_tta, device=device,
                                label_format=args.label_format, masks=args.masks, centroids=args.centroids,
-                               centroid_masks=args.centroid_masks, overwrite=args.overwrite, continue_on_error=args.continue_on_error,
+                               centroid_masks=args.centroid_masks, overwrite=args.overwrite,
+                               continue_on_error=args.continue_on_error,
                                pictures=not args.no_pictures, saliency=args.saliency)
     run = run_prediction(args.input, args.output, settings)
     total = len(run.records) + len(run.failures)

@@ -25,7 +25,7 @@ import SimpleITK as sitk
 from scipy import ndimage
 
 from vfnet.morphometry.frame import cranio_caudal_axis
-from vfnet.preprocessing.crop import canonical_axis_order
+from vfnet.preprocessing.crop import canonical_axis_order, index_to_world
 from vfnet.typical_sizes import typical_body_size_mm
 
 Point = tuple[float, float, float]
@@ -44,7 +44,7 @@ def estimate_vertebra_mask(image: sitk.Image, centroids: Mapping[int, Point]) ->
     hu = sitk.GetArrayFromImage(sitk.RegionOfInterest(image, size, start))
     bone = hu > BONE_HU
     voxels = np.argwhere(bone)                                   # (z, y, x) indices in the region
-    world = _index_to_world(image, voxels[:, ::-1] + np.asarray(start))
+    world = index_to_world(image, voxels[:, ::-1] + np.asarray(start))
     assigned = _nearest_vertebra(world, labels, points, centroids)
     region_labels = np.zeros(hu.shape, dtype=np.uint8)
     region_labels[tuple(voxels.T)] = assigned
@@ -84,12 +84,6 @@ def _fill_columns(region_labels: np.ndarray, labels: list[int], axis: int) -> np
         before_last = np.flip(np.maximum.accumulate(np.flip(inside, axis=axis), axis=axis), axis=axis)
         filled[after_first & before_last & (filled == 0)] = label
     return filled
-
-
-def _index_to_world(image: sitk.Image, indices_xyz: np.ndarray) -> np.ndarray:
-    direction = np.asarray(image.GetDirection(), dtype=float).reshape(3, 3)
-    spacing = np.asarray(image.GetSpacing(), dtype=float)
-    return indices_xyz @ (direction * spacing).T + np.asarray(image.GetOrigin(), dtype=float)
 
 
 def _nearest_vertebra(world: np.ndarray, labels: list[int], points: np.ndarray,

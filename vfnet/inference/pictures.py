@@ -20,6 +20,7 @@ from scipy import ndimage
 
 from vfnet.fileio import atomic_path
 from vfnet.labels import GENANT_GRADES, level_name
+from vfnet.preprocessing.crop import world_to_index
 
 GRADE_COLOURS = {0: "#1a9850", 1: "#fee08b", 2: "#fc8d59", 3: "#d73027"}   # green, yellow, orange, red
 UNGRADED_COLOUR = "#bbbbbb"
@@ -150,9 +151,7 @@ def _unit(axis: int) -> np.ndarray:
 
 def _sample(image: sitk.Image, world: np.ndarray, order: int, outside: float) -> np.ndarray:
     """Values of `image` at world points (..., 3) (x, y, z mm), interpolated; `outside` beyond the scan."""
-    direction = np.asarray(image.GetDirection(), dtype=float).reshape(3, 3)
-    to_index = np.linalg.inv(direction @ np.diag(image.GetSpacing()))
-    index = (world.reshape(-1, 3) - np.asarray(image.GetOrigin())) @ to_index.T      # (i, j, k)
+    index = world_to_index(image, world.reshape(-1, 3))                              # (i, j, k)
     array = sitk.GetArrayViewFromImage(image)                                       # [k, j, i]
     values = ndimage.map_coordinates(array, index[:, ::-1].T, order=order, mode="constant", cval=outside,
                                      prefilter=False)

@@ -49,14 +49,24 @@ def fraction_inside_scan(image: sitk.Image, centre_mm: Sequence[float], box_zyx_
     steps = np.linspace(-1.0, 1.0, samples_per_axis)
     offsets = np.stack(np.meshgrid(steps, steps, steps, indexing="ij"), axis=-1).reshape(-1, 3) * half
     points = offsets + np.asarray(centre_mm, dtype=float)
-    direction = np.asarray(image.GetDirection(), dtype=float).reshape(3, 3)
-    spacing = np.asarray(image.GetSpacing(), dtype=float)
-    # index = (D S)^-1 (p - origin); a voxel's extent is index +- 0.5.
-    to_index = np.linalg.inv(direction @ np.diag(spacing))
-    indices = (points - np.asarray(image.GetOrigin(), dtype=float)) @ to_index.T
+    indices = world_to_index(image, points)   # a voxel's extent is index +- 0.5
     size = np.asarray(image.GetSize(), dtype=float)
     inside = np.all((indices >= -0.5) & (indices <= size - 0.5), axis=1)
     return float(inside.mean())
+
+
+def index_to_world(image: sitk.Image, indices_xyz: np.ndarray) -> np.ndarray:
+    """Physical (x, y, z) mm of continuous voxel indices (..., 3) in ITK order (i, j, k): origin + D S index."""
+    direction = np.asarray(image.GetDirection(), dtype=float).reshape(3, 3)
+    matrix = direction @ np.diag(np.asarray(image.GetSpacing(), dtype=float))
+    return np.asarray(indices_xyz, dtype=float) @ matrix.T + np.asarray(image.GetOrigin(), dtype=float)
+
+
+def world_to_index(image: sitk.Image, points_xyz: np.ndarray) -> np.ndarray:
+    """Continuous voxel indices (i, j, k) of physical points (..., 3): (D S)^-1 (p - origin), vectorised."""
+    direction = np.asarray(image.GetDirection(), dtype=float).reshape(3, 3)
+    to_index = np.linalg.inv(direction @ np.diag(np.asarray(image.GetSpacing(), dtype=float)))
+    return (np.asarray(points_xyz, dtype=float) - np.asarray(image.GetOrigin(), dtype=float)) @ to_index.T
 
 
 def canonical_axis_order(image: sitk.Image) -> list[int]:
