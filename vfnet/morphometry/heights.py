@@ -39,6 +39,7 @@ SEARCH_MM = 5.0                 # the CT endplate is looked for within this dist
 WIDE_SEARCH_MM = 8.0            # ... or, where none is found there, this far (a dilated mask on thick slices)
 DISC_MM = 6.0                   # soft tissue is sampled this far beyond each endplate
 MIN_CONTRAST_HU = 50.0
+MAX_SHIFT_MM = 6.0              # the CT may move a mask's endplate this far: two voxels of 3 mm slices
 MIN_TURN_DEGREES = 2.0          # the slab is turned onto the body's own endplates when they tilt more than this
 MAX_TURN_DEGREES = 25.0
 POSITIONS = {"anterior": EDGE_FRACTION, "middle": 0.5, "posterior": 1.0 - EDGE_FRACTION}
@@ -144,14 +145,16 @@ def heights_on_slab(mask: np.ndarray, hu: np.ndarray | None, sample_mm: float = 
     depth = back - front + 1
     result.body_depth_mm = depth * sample_mm
     window = max(1, int(round(WINDOW_FRACTION * depth)))
-    sources = set()
+    edges = {}
     for name, fraction in POSITIONS.items():
         position = front + int(round(fraction * (depth - 1)))
         columns = slice(max(front, position - window), min(back, position + window) + 1)
         mask_profile = mask[:, columns, :].mean(axis=(1, 2))
         hu_profile = hu[:, columns, :].mean(axis=(1, 2)) if hu is not None else None
-        height, source = _profile_height(mask_profile, hu_profile, sample_mm)
-        setattr(result, f"{name}_mm", height)
+        edges[name] = _profile_edges(mask_profile, hu_profile, sample_mm)
+    sources = set()
+    for name, (lower, upper, source) in _consistent_edges(edges, sample_mm).items():
+        setattr(result, f"{name}_mm", float(upper - lower) * sample_mm)
         sources.add(source)
     if not result.measured:
         result.notes.append("the body touches the end of the measuring grid or has no endplates")
@@ -180,23 +183,48 @@ def _body_extent(inside: np.ndarray, sample_mm: float) -> tuple[int, int, bool]:
     return front, last, False
 
 
-def _profile_height(mask_profile: np.ndarray, hu_profile: np.ndarray | None, sample_mm: float) -> tuple[float, str]:
-    """Distance (mm) between the two endplates of one averaged cranio-caudal profile."""
+def _profile_edges(mask_profile: np.ndarray, hu_profile: np.ndarray | None,
+                   sample_mm: float) -> dict[str, tuple[float, float] | None]:
+    """The two endplates (lower, upper; sample indices) of one averaged cranio-caudal profile, from the mask
+    ("mask") and refined on the CT ("ct"); None where they cannot be found."""
     above = mask_profile > 0.5
     runs = _runs(above)
     if not runs:
-        return float("nan"), "mask"
+        return {"mask": None, "ct": None}
     start, stop = max(runs, key=lambda run: run[1] - run[0])   # the body: the longest run (stop exclusive)
     if start == 0 or stop == len(mask_profile):
-        return float("nan"), "mask"
+        return {"mask": None, "ct": None}
     lower = _crossing(mask_profile, start - 1, start, 0.5)
     upper = _crossing(mask_profile, stop - 1, stop, 0.5)
-    if hu_profile is None:
-        return float(upper - lower) * sample_mm, "mask"
-    refined = _refine_on_ct(hu_profile, lower, upper, sample_mm)
-    if refined is None:
-        return float(upper - lower) * sample_mm, "mask"
-    return float(refined[1] - refined[0]) * sample_mm, "ct"
+    refined = _refine_on_ct(hu_profile, lower, upper, sample_mm) if hu_profile is not None else None
+    return {"mask": (lower, upper), "ct": refined}
+
+
+def _consistent_edges(edges: dict[str, dict], sample_mm: float) -> dict[str, tuple[float, float, str]]:
+    """(lower, upper, source) per position. The CT corrects a mask that is a voxel or two off, so it moves an
+    endplate by at most MAX_SHIFT_MM; a larger move caught another ridge (the neighbour's endplate across a thin
+    disc on thick slices) and is replaced, like a position where the CT shows no endplate, by the median move of
+    the same endplate at the other positions (a mask's error is much the same along one endplate)."""
+    limit = MAX_SHIFT_MM / sample_mm
+    plausible = {side: [e["ct"][side] - e["mask"][side] for e in edges.values() if e["mask"] and e["ct"] and
+                        abs(e["ct"][side] - e["mask"][side]) <= limit] for side in (0, 1)}
+    typical = {side: float(np.median(moves)) if moves else None for side, moves in plausible.items()}
+    result: dict[str, tuple[float, float, str]] = {}
+    for name, found in edges.items():
+        if found["mask"] is None:
+            result[name] = (float("nan"), float("nan"), "mask")
+            continue
+        sides = []
+        for side in (0, 1):
+            move = found["ct"][side] - found["mask"][side] if found["ct"] else None
+            if move is None or abs(move) > limit:
+                move = typical[side]
+            sides.append(None if move is None else found["mask"][side] + move)
+        if None in sides:
+            result[name] = (*found["mask"], "mask")
+        else:
+            result[name] = (sides[0], sides[1], "ct")
+    return result
 
 
 def _runs(flags: np.ndarray) -> list[tuple[int, int]]:
