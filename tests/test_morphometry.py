@@ -8,7 +8,7 @@ import SimpleITK as sitk
 from vfnet.morphometry.frame import cranio_caudal_axis, local_frame
 from vfnet.morphometry.genant import (FEATURE_NAMES, feature_vector, grade_from_height_loss, json_ready,
                                       measure_spine, morphometry_inputs)
-from vfnet.morphometry.heights import EDGE_FRACTION
+from vfnet.morphometry.heights import EDGE_FRACTION, MAX_SHIFT_MM, _consistent_edges
 
 BODY_DEPTH = 30.0        # mm, anterior wall at p = -30, posterior wall at p = 0
 VERTEBRA_STEP = 34.0     # mm between vertebra centres along the spine
@@ -81,6 +81,24 @@ def test_endplates_come_from_the_ct_when_the_mask_is_a_voxel_too_small():
     assert with_ct["endplates_from"] == "ct" and mask_only["endplates_from"] == "mask"
     assert abs(with_ct["middle_mm"] - 26.0) <= 1.0
     assert mask_only["middle_mm"] < 25.0      # the eroded mask alone loses a voxel at each endplate
+
+
+def test_a_ct_endplate_far_from_the_mask_is_replaced_by_the_other_positions_move():
+    # Endplates in samples of 0.5 mm: the mask is 2 mm (4 samples) too small at each end. At the posterior
+    # position the CT found a ridge 9 mm beyond the mask's upper edge (the neighbour's endplate across a thin
+    # disc), at the middle position no endplate at all.
+    edges = {"anterior": {"mask": (44.0, 96.0), "ct": (40.0, 100.0)},
+             "middle": {"mask": (44.0, 96.0), "ct": None},
+             "posterior": {"mask": (44.0, 96.0), "ct": (40.5, 96.0 + 18.0)}}
+    assert 18.0 * 0.5 > MAX_SHIFT_MM
+    result = _consistent_edges(edges, sample_mm=0.5)
+    assert result["anterior"] == (40.0, 100.0, "ct")
+    # Lower endplate: median of the plausible moves -4 and -3.5; upper: the only plausible move, +4.
+    assert result["middle"] == (44.0 - 3.75, 100.0, "ct")
+    assert result["posterior"] == (40.5, 100.0, "ct")
+    # Without any CT endplate the mask's edges are kept.
+    alone = _consistent_edges({"middle": {"mask": (44.0, 96.0), "ct": None}}, sample_mm=0.5)
+    assert alone["middle"] == (44.0, 96.0, "mask")
 
 
 def test_axis_comes_from_the_neighbours_centres():
