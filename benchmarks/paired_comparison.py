@@ -58,7 +58,8 @@ def main() -> None:
     dataset = next((args.workdir / "vfnet_preprocessed").glob(f"Dataset{DATASET_ID:03d}_*"))
     results = args.workdir / "vfnet_results" / dataset.name
     methods = {method: variant_rows(results, plans_name) for method, (plans_name, _) in VARIANTS.items()}
-    plans = load_plans(dataset / "vfnetPlans.json")
+    # Morphometry as measured in the baseline's crops: the rule on the same measurements its network saw.
+    plans = load_plans(dataset / f"{args.baseline or 'vfnetPlans'}.json")
     methods["morphometry"] = {row["sample"]: row for fold in range(5)
                               for row in morphometry_fold(dataset, plans, fold)[0]}
     for plans_name in args.plans:

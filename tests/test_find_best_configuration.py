@@ -15,7 +15,8 @@ from vfnet.evaluation.tables import read_predictions
 from vfnet.inference.decisions import Decisions, calibrate, normalised_entropy
 from vfnet.model.checkpoint import load_checkpoint, save_checkpoint
 from vfnet.selection.alignment import PooledPredictions
-from vfnet.selection.calibration import expected_calibration_error
+from vfnet.selection.calibration import expected_calibration_error, fit_temperature, negative_log_likelihood
+from vfnet.selection.instructions import decisions
 from vfnet.selection.candidates import Candidate
 from vfnet.selection.choice import choose
 
@@ -105,15 +106,23 @@ def test_calibration_lowers_ece_on_an_over_confident_model(vfnet_folders, cohort
     over_confident = model_probabilities(cohort, 1, signal=1.5, sharpness=4.0)
     folder = write_configuration(vfnet_folders["vfnet_results"], cohort, over_confident)
     assert _run([], capsys)[0] == 0
-    calibration = _instructions(vfnet_folders)["calibration"]
-    assert calibration["temperature"] > 2.0
+    instructions = _instructions(vfnet_folders)
+    calibration = instructions["calibration"]
+    held_out = calibration["held_out"]
+    assert calibration["map"] in ("temperature", "isotonic")
+    assert held_out[calibration["map"]]["ece_p_fracture"] < held_out["none"]["ece_p_fracture"]
+    assert held_out[calibration["map"]]["macro_f1"] >= held_out["none"]["macro_f1"]
     assert calibration["ece_p_fracture_after"] < 0.5 * calibration["ece_p_fracture_before"]
-    assert calibration["nll_after"] < calibration["nll_before"]
     reference, stored = _pooled_oof(folder)
-    calibrated = calibrate(stored, calibration["temperature"])
-    np.testing.assert_array_equal(calibrated.argmax(axis=1), stored.argmax(axis=1))   # grades unchanged
+    calibrated = decisions(instructions).calibrate(stored)   # what vfnet_predict applies
     assert expected_calibration_error(reference, 1 - calibrated[:, 0]) == pytest.approx(
         calibration["ece_p_fracture_after"], abs=1e-6)
+    # The temperature alone softens this model too, and keeps its grades.
+    temperature = fit_temperature(reference, stored)
+    scaled = calibrate(stored, temperature)
+    assert temperature > 2.0 and held_out["temperature"]["ece_p_fracture"] < held_out["none"]["ece_p_fracture"]
+    np.testing.assert_array_equal(scaled.argmax(axis=1), stored.argmax(axis=1))
+    assert negative_log_likelihood(reference, scaled) < negative_log_likelihood(reference, stored)
 
 
 def test_the_threshold_meets_its_sensitivity_on_the_out_of_fold_predictions(vfnet_folders, cohort, capsys):
@@ -122,11 +131,14 @@ def test_the_threshold_meets_its_sensitivity_on_the_out_of_fold_predictions(vfne
     instructions = _instructions(vfnet_folders)
     threshold = instructions["fracture_threshold"]
     reference, stored = _pooled_oof(folder)
-    p_fracture = 1 - calibrate(stored, instructions["calibration"]["temperature"])[:, 0]
+    p_fracture = 1 - decisions(instructions).calibrate(stored)[:, 0]
     called = p_fracture >= threshold["threshold"]
     sensitivity = called[reference >= 1].mean()
     assert 0.95 <= sensitivity == pytest.approx(threshold["sensitivity"], abs=1e-3)
-    assert sensitivity < 0.95 + 2 / (reference >= 1).sum()   # the highest threshold that reaches it
+    # The highest threshold that reaches it: the next higher p_fracture (ties move together: an isotonic map
+    # makes plateaus) misses the target.
+    higher = p_fracture[p_fracture > threshold["threshold"] + 1e-9]
+    assert higher.size == 0 or (p_fracture[reference >= 1] >= higher.min()).mean() < 0.95
     assert (~called[reference == 0]).mean() == pytest.approx(threshold["specificity"], abs=1e-3)
 
 
@@ -276,8 +288,8 @@ def test_two_trained_configurations_end_to_end(trained_model, vfnet_folders, tmp
     assert rows and all(row["review"] in ("true", "false") for row in rows)
 
 
-def test_a_temperature_that_raises_the_held_out_ece_is_not_kept():
-    from vfnet.selection.calibration import checked_temperature, expected_calibration_error
+def test_a_map_is_kept_only_if_it_lowers_the_held_out_ece_and_keeps_macro_f1(monkeypatch):
+    from vfnet.selection import calibration
     rng = np.random.default_rng(0)
     folds = np.arange(400) % 5
     # p_fracture is calibrated (fractures drawn from it), but every fracture is grade 1 while the model puts its
@@ -285,12 +297,33 @@ def test_a_temperature_that_raises_the_held_out_ece_is_not_kept():
     p_fracture = rng.uniform(0.02, 0.98, 400)
     reference = (rng.uniform(size=400) < p_fracture).astype(int)
     probabilities = np.column_stack([1 - p_fracture, np.full(400, 1e-3), np.full(400, 1e-3), p_fracture - 2e-3])
-    temperature, held_out_ece = checked_temperature(reference, probabilities, folds)
-    assert temperature == 1.0 and held_out_ece > expected_calibration_error(reference, p_fracture)
-    # An over-confident model: the fitted temperature lowers the held-out ECE and is kept.
+    chosen, _, held_out = calibration.checked_calibration(reference, probabilities, folds)
+    assert chosen != "temperature" and held_out["temperature"]["ece_p_fracture"] > held_out["none"]["ece_p_fracture"]
+    # An over-confident model: a map fitted on the other folds lowers the held-out ECE and is kept.
     p_true = rng.uniform(0.02, 0.98, 400)
     reference = np.where(rng.uniform(size=400) < p_true, rng.integers(1, 4, 400), 0)
     sharp = np.column_stack([1 - p_true, *(p_true / 3 for _ in range(3))]) ** 4
     sharp /= sharp.sum(axis=1, keepdims=True)
-    temperature, held_out_ece = checked_temperature(reference, sharp, folds)
-    assert temperature > 1.0 and held_out_ece < expected_calibration_error(reference, 1 - sharp[:, 0])
+    chosen, fitted, held_out = calibration.checked_calibration(reference, sharp, folds)
+    assert chosen in ("temperature", "isotonic") and held_out["temperature"]["ece_p_fracture"] < \
+        calibration.expected_calibration_error(reference, 1 - sharp[:, 0])
+    keep_macro_f1 = [row for row in held_out.values() if row["macro_f1"] >= held_out["none"]["macro_f1"]]
+    assert held_out[chosen]["ece_p_fracture"] == min(row["ece_p_fracture"] for row in keep_macro_f1)
+    # A map that predicts the base rate for everyone is perfectly calibrated on average and grades every vertebra
+    # normal: its held-out ECE is the lowest, its macro-F1 is not, so it is not kept.
+    rate = float((reference >= 1).mean())
+    monkeypatch.setitem(calibration.MAPS, "isotonic",
+                        lambda r, p: Decisions(fracture_map=((0.0, 1.0), (float((r >= 1).mean()),) * 2)))
+    chosen, _, held_out = calibration.checked_calibration(reference, sharp, folds)
+    assert held_out["isotonic"]["macro_f1"] < held_out["none"]["macro_f1"] and 0.3 < rate < 0.7
+    assert chosen != "isotonic"
+
+
+def test_the_p_fracture_map_keeps_the_fracture_grades_shares():
+    probabilities = np.array([[0.9, 0.05, 0.03, 0.02], [0.2, 0.4, 0.3, 0.1], [1.0, 0.0, 0.0, 0.0]])
+    mapped = Decisions(fracture_map=((0.0, 0.1, 0.8), (0.0, 0.3, 0.9))).calibrate(probabilities)
+    np.testing.assert_allclose(mapped.sum(axis=1), 1.0)
+    np.testing.assert_allclose(1 - mapped[:, 0], [0.3, 0.9, 0.0])      # on a breakpoint, beyond the last, at 0
+    np.testing.assert_allclose(mapped[1, 1:] / mapped[1, 1:].sum(), [0.5, 0.375, 0.125])
+    np.testing.assert_allclose(mapped[0, 1:] / mapped[0, 1:].sum(), [0.5, 0.3, 0.2])
+    assert mapped[0].argmax() == 0 and Decisions().calibrate(probabilities) is not None

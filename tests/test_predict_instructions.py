@@ -11,6 +11,7 @@ from test_inference_phantom import write_phantom
 from vfnet import paths
 from vfnet.cli import find_best_configuration, predict
 from vfnet.inference.decisions import calibrate, normalised_entropy
+from vfnet.selection.instructions import decisions
 
 
 def _read_csv(path):
@@ -55,7 +56,9 @@ def test_predict_applies_the_chosen_ensemble_calibration_threshold_and_review(se
     raw = (_probabilities(_read_csv(tmp_path / "a" / "predictions.csv")) +
            _probabilities(_read_csv(tmp_path / "b" / "predictions.csv"))) / 2
     rows = _read_csv(tmp_path / "out" / "predictions.csv")
-    expected = calibrate(raw, instructions["calibration"]["temperature"])
+    expected = decisions(instructions).calibrate(raw)
+    if instructions["calibration"]["map"] != "isotonic":
+        np.testing.assert_allclose(expected, calibrate(raw, instructions["calibration"]["temperature"]))
     np.testing.assert_allclose(_probabilities(rows), expected, atol=2e-5)
     threshold = instructions["fracture_threshold"]["threshold"]
     assert [row["fracture"] for row in rows] == ["true" if 1 - p[0] >= threshold else "false" for p in expected]
@@ -88,6 +91,8 @@ def test_folds_given_on_the_command_line_override_the_instructions(selected, tmp
 @pytest.mark.parametrize("edit, fragment", [
     (lambda content: {**content, "format": "other"}, "inference_instructions.json"),
     (lambda content: {**content, "calibration": {"temperature": -1}}, "temperature"),
+    (lambda content: {**content, "calibration": {"temperature": 1.0, "fracture_map": {
+        "p_fracture": [0.6, 0.2], "calibrated": [0.1, 0.3]}}}, "p_fracture map"),
     (lambda content: {**content, "dataset": "Dataset951_Other"}, "Dataset951_Other"),
     (lambda content: {**content, "members": [{"trainer": "gone", "plans": "vfnetPlans"}]}, "gone__vfnetPlans"),
 ])

@@ -109,8 +109,8 @@ def model_choice(args: argparse.Namespace) -> dict[str, Any]:
     threshold = instructions.get("fracture_threshold")
     print(f"Using {INFERENCE_INSTRUCTIONS_FILE} of {instructions['dataset']} (written by "
           f"vfnet_find_best_configuration; -tr/-p override it): {instructions['configuration']}, folds "
-          f"{' '.join(map(str, choice['folds']))}, {choice['checkpoint_name']}, calibration temperature "
-          f"{choice['decisions'].temperature:.3f}, fracture = "
+          f"{' '.join(map(str, choice['folds']))}, {choice['checkpoint_name']}, calibration "
+          f"{choice['decisions'].describe_calibration()}, fracture = "
           + (f"p_fracture >= {threshold['threshold']:.4f}." if threshold else "grade >= 1."))
     return choice
 

@@ -1,20 +1,29 @@
-"""Temperature scaling fitted on out-of-fold predictions, and the calibration error of p_fracture.
+"""Calibration fitted on out-of-fold predictions, and the calibration error of p_fracture.
 
-Why temperature scaling: one parameter cannot overfit a few hundred vertebrae, and dividing the logits by T keeps
-their order, so the grades (and macro-F1) stay exactly as they are; only the confidence changes. The logits are
-log p of the stored probabilities (see vfnet.inference.decisions). T is fitted by minimising the four-grade
-negative log-likelihood; the expected calibration error (ECE) is then measured on p_fracture = 1 - p0 with ten
-equal-width bins: the count-weighted mean of |observed fraction fractured - mean p_fracture| per bin.
+Two maps are fitted, and the one kept is the one that lowers the calibration error on data it was not fitted on:
+- temperature scaling of the four-grade logits (log p of the stored probabilities, see vfnet.inference.decisions):
+  one parameter, fitted by the four-grade negative log-likelihood; dividing by T keeps the order of the four
+  values, so grades (and macro-F1) stay exactly as they are;
+- isotonic regression of fractured (grade >= 1) on p_fracture = 1 - p0 (scikit-learn): monotone, so the ranking of
+  vertebrae by p_fracture stays, but p0 moves and with it a grade can cross between normal and fractured.
+The expected calibration error (ECE) is measured on p_fracture with ten equal-width bins: the count-weighted mean
+of |observed fraction fractured - mean p_fracture| per bin.
 
-A temperature is kept only if it helps p_fracture on data it was not fitted on: each fold is scaled with the T
-fitted on the other folds, and if that raises the pooled ECE, T = 1. On the phantom benchmark's default the NLL-fitted
-T = 1.35 lowered the NLL (0.375 -> 0.357) but raised the ECE of p_fracture (0.046 -> 0.063): the four-grade
-likelihood and the binary calibration disagreed.
+Each fold is mapped with the map fitted on the other folds; the map with the lowest pooled held-out ECE is kept,
+provided its held-out macro-F1 is not lower than without calibration (ties go to the simpler map: none, then
+temperature, then isotonic). Why both: on the phantom benchmark's third-session default the NLL-fitted T = 1.35
+lowered the NLL (0.375 -> 0.357) but raised the held-out ECE of p_fracture (0.046 -> 0.063), while isotonic
+regression lowered it in every configuration measured yet cost macro-F1 in three of four
+(benchmarks/calibration_methods.py, documentation/benchmarks.md).
 """
+from typing import Any
+
 import numpy as np
 from scipy.optimize import minimize_scalar
+from sklearn.isotonic import IsotonicRegression
 
-from vfnet.inference.decisions import PROBABILITY_FLOOR, calibrate
+from vfnet.evaluation.metrics import classification_metrics
+from vfnet.inference.decisions import PROBABILITY_FLOOR, Decisions, calibrate
 
 TEMPERATURE_RANGE = (0.05, 20.0)
 ECE_BINS = 10
@@ -33,24 +42,39 @@ def fit_temperature(reference: np.ndarray, probabilities: np.ndarray) -> float:
     return float(np.exp(result.x))
 
 
-def checked_temperature(reference: np.ndarray, probabilities: np.ndarray,
-                        fold_of: np.ndarray) -> tuple[float, float | None]:
-    """(T to use, pooled ECE of p_fracture when every fold is scaled with the T fitted on the other folds).
+def fit_isotonic(reference: np.ndarray, probabilities: np.ndarray) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Breakpoints and values of the isotonic regression of fractured on p_fracture (plain numbers, for JSON)."""
+    model = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip")
+    model.fit(1.0 - probabilities[:, 0], (reference >= 1).astype(float))
+    return tuple(float(v) for v in model.X_thresholds_), tuple(float(v) for v in model.y_thresholds_)
 
-    T is the NLL fit on all folds, or 1 when the cross-validated scaling does not lower the ECE; the ECE is None
-    with a single fold (nothing to hold out)."""
-    temperature = fit_temperature(reference, probabilities)
+
+MAPS = {  # in order of simplicity: a tie goes to the earlier
+    "none": lambda reference, probabilities: Decisions(),
+    "temperature": lambda reference, probabilities: Decisions(temperature=fit_temperature(reference, probabilities)),
+    "isotonic": lambda reference, probabilities: Decisions(fracture_map=fit_isotonic(reference, probabilities)),
+}
+
+
+def checked_calibration(reference: np.ndarray, probabilities: np.ndarray,
+                        fold_of: np.ndarray) -> tuple[str, Decisions, dict[str, dict[str, float]] | None]:
+    """(name of the map kept, the map fitted on all folds, held-out ECE and macro-F1 of every map).
+
+    With a single fold nothing can be held out: the temperature is kept, and the held-out table is None."""
     folds = np.unique(fold_of)
     if len(folds) < 2:
-        return temperature, None
-    held_out = np.empty_like(probabilities)
-    for fold in folds:
-        held = fold_of == fold
-        held_out[held] = calibrate(probabilities[held], fit_temperature(reference[~held], probabilities[~held]))
-    ece = expected_calibration_error(reference, 1.0 - held_out[:, 0])
-    if ece >= expected_calibration_error(reference, 1.0 - probabilities[:, 0]):
-        return 1.0, ece
-    return temperature, ece
+        return "temperature", MAPS["temperature"](reference, probabilities), None
+    held_out = {}
+    for name, fit in MAPS.items():
+        mapped = np.empty_like(probabilities, dtype=np.float64)
+        for fold in folds:
+            held = fold_of == fold
+            mapped[held] = fit(reference[~held], probabilities[~held]).calibrate(probabilities[held])
+        held_out[name] = {"ece_p_fracture": expected_calibration_error(reference, 1.0 - mapped[:, 0]),
+                          "macro_f1": classification_metrics(reference, mapped)["macro_f1"]}
+    admissible = [name for name in MAPS if held_out[name]["macro_f1"] >= held_out["none"]["macro_f1"] - 1e-12]
+    chosen = min(admissible, key=lambda name: held_out[name]["ece_p_fracture"])   # min keeps the first of ties
+    return chosen, MAPS[chosen](reference, probabilities), held_out
 
 
 def reliability_bins(reference: np.ndarray, p_fracture: np.ndarray,
@@ -70,11 +94,17 @@ def expected_calibration_error(reference: np.ndarray, p_fracture: np.ndarray, bi
     return float((counts[filled] * np.abs(observed[filled] - mean_predicted[filled])).sum() / counts.sum())
 
 
-def calibration_summary(reference: np.ndarray, before: np.ndarray, after: np.ndarray,
-                        temperature: float, cross_validated_ece: float | None = None) -> dict[str, float]:
-    """The numbers the summary and the instructions report, before and after scaling."""
-    return {"temperature": temperature, "ece_p_fracture_cross_validated": cross_validated_ece,
+def calibration_summary(reference: np.ndarray, before: np.ndarray, after: np.ndarray, chosen: str,
+                        decisions: Decisions, held_out: dict[str, dict[str, float]] | None) -> dict[str, Any]:
+    """The numbers the summary and the instructions report, before and after calibration."""
+    fracture_map = None if decisions.fracture_map is None else {
+        "p_fracture": list(decisions.fracture_map[0]), "calibrated": list(decisions.fracture_map[1])}
+    return {"map": chosen, "temperature": decisions.temperature, "fracture_map": fracture_map,
+            "held_out": held_out,
+            "ece_p_fracture_cross_validated": None if held_out is None else held_out[chosen]["ece_p_fracture"],
             "ece_p_fracture_before": expected_calibration_error(reference, 1.0 - before[:, 0]),
             "ece_p_fracture_after": expected_calibration_error(reference, 1.0 - after[:, 0]),
             "nll_before": negative_log_likelihood(reference, before),
-            "nll_after": negative_log_likelihood(reference, after)}
+            "nll_after": negative_log_likelihood(reference, after),
+            "macro_f1_before": classification_metrics(reference, before)["macro_f1"],
+            "macro_f1_after": classification_metrics(reference, after)["macro_f1"]}

@@ -18,13 +18,13 @@ def _save(figure: Figure, path: Path) -> Path:
 
 
 def plot_reliability(reference: np.ndarray, before: np.ndarray, after: np.ndarray, ece: tuple[float, float],
-                     temperature: float, path: Path) -> Path:
+                     map_label: str, path: Path) -> Path:
     figure = Figure(figsize=(4.6, 5.4))
     top, bottom = figure.subplots(2, 1, height_ratios=[3, 1], sharex=True)
     top.plot([0, 1], [0, 1], linestyle=":", color="grey", label="perfectly calibrated")
     edges = np.linspace(0, 1, ECE_BINS + 1)
     for probabilities, label, colour in ((before, f"before (ECE {ece[0]:.3f})", "C3"),
-                                         (after, f"after, T = {temperature:.2f} (ECE {ece[1]:.3f})", "C0")):
+                                         (after, f"after, {map_label} (ECE {ece[1]:.3f})", "C0")):
         p_fracture = 1.0 - probabilities[:, 0]
         mean_predicted, observed, counts = reliability_bins(reference, p_fracture)
         filled = counts > 0

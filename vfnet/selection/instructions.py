@@ -5,7 +5,9 @@ $vfnet_results/DatasetXXX_Name/, vfnet_predict -d reads it.
  "configuration": "vfnetTrainer__vfnetPlans" (members joined by " + "),
  "members": [{"trainer": ..., "plans": ..., "model_folder": "<trainer>__<plans>"}, ...],
  "folds": [0, 1, 2, 3, 4], "checkpoint": "checkpoint_final",
- "calibration": {"method": ..., "temperature": T, ...ECE and NLL before/after},
+ "calibration": {"method": ..., "map": "none" | "temperature" | "isotonic", "temperature": T,
+                 "fracture_map": null | {"p_fracture": [breakpoints], "calibrated": [values]},
+                 "held_out": {map: {"ece_p_fracture", "macro_f1"}}, ...ECE and NLL before/after},
  "fracture_threshold": null | {"threshold": t, "target_sensitivity": s, "sensitivity": ..., "specificity": ...},
  "review": {"entropy_threshold": h, "fold_spread_threshold": s, ...},
  "selection": {...}, "summary": "configuration_selection/summary.txt"}
@@ -52,9 +54,12 @@ def _problem(content: Any) -> str | None:
         return "list no folds"
     if not isinstance(content.get("checkpoint"), str) or not isinstance(content.get("dataset"), str):
         return "lack 'dataset' or 'checkpoint'"
-    temperature = (content.get("calibration") or {}).get("temperature")
+    calibration = content.get("calibration") or {}
+    temperature = calibration.get("temperature")
     if not _number(temperature) or not temperature > 0:
         return "hold no positive calibration temperature"
+    if calibration.get("fracture_map") is not None and _fracture_map(calibration["fracture_map"]) is None:
+        return "hold a p_fracture map that is not two equally long lists of probabilities, breakpoints ascending"
     threshold = content.get("fracture_threshold")
     if threshold is not None and not (isinstance(threshold, dict) and _probability(threshold.get("threshold"))):
         return "hold a fracture threshold that is not a number in [0, 1]"
@@ -73,9 +78,24 @@ def _probability(value: Any) -> bool:
     return _number(value) and 0 <= value <= 1
 
 
+def _fracture_map(value: Any) -> tuple[tuple[float, ...], tuple[float, ...]] | None:
+    """(breakpoints, values) of a stored p_fracture map, or None when it is malformed."""
+    if not isinstance(value, dict):
+        return None
+    points, values = value.get("p_fracture"), value.get("calibrated")
+    if not (isinstance(points, list) and isinstance(values, list) and points and len(points) == len(values)):
+        return None
+    if not all(_probability(v) for v in (*points, *values)) or any(b < a for a, b in zip(points, points[1:])):
+        return None
+    return tuple(float(v) for v in points), tuple(float(v) for v in values)
+
+
 def decisions(content: dict[str, Any]) -> Decisions:
     threshold = content.get("fracture_threshold")
-    return Decisions(temperature=float(content["calibration"]["temperature"]),
+    calibration = content["calibration"]
+    return Decisions(temperature=float(calibration["temperature"]),
+                     fracture_map=None if calibration.get("fracture_map") is None
+                     else _fracture_map(calibration["fracture_map"]),
                      fracture_threshold=None if threshold is None else float(threshold["threshold"]),
                      review_entropy=float(content["review"]["entropy_threshold"]),
                      review_fold_spread=(None if content["review"].get("fold_spread_threshold") is None

@@ -18,7 +18,7 @@ class Selection:
     pooled: PooledPredictions
     choice: Choice
     calibrated: np.ndarray                    # the chosen candidate's out-of-fold probabilities after calibration
-    calibration: dict[str, float]             # temperature, ECE and NLL before/after
+    calibration: dict[str, Any]               # the map kept, held-out ECEs, ECE and NLL before/after
     default_operating_point: dict[str, Any]   # grade >= 1 on the calibrated probabilities
     fracture_threshold: dict[str, Any] | None
     review: dict[str, Any]

@@ -6,10 +6,9 @@ from typing import Sequence
 
 from vfnet.dataset.splits import load_splits
 from vfnet.errors import VfnetError
-from vfnet.inference.decisions import calibrate
 from vfnet.paths import dataset_folder_name, inference_instructions_file, preprocessed_folder, results_folder
 from vfnet.selection.alignment import align
-from vfnet.selection.calibration import calibration_summary, checked_temperature
+from vfnet.selection.calibration import calibration_summary, checked_calibration
 from vfnet.selection.candidates import enumerate_candidates
 from vfnet.selection.choice import choose
 from vfnet.selection.configurations import load_configuration, trained_configurations
@@ -20,6 +19,12 @@ from vfnet.selection.review import referral_curve, review_rule
 from vfnet.selection.summary import write_summary
 
 SPLITS_FILE = "splits_final.json"
+CALIBRATION_METHODS = {
+    "none": "none: no map lowered the calibration error of p_fracture on held-out folds",
+    "temperature": "temperature scaling of the four-grade logits, taken as log p of the out-of-fold probabilities "
+                   "(equal to the logits up to a constant that softmax ignores)",
+    "isotonic": "isotonic regression of fractured on p_fracture = 1 - p0; p0 = 1 - the map, grades 1-3 keep their "
+                "shares of the fracture mass"}
 
 
 def select(dataset: str | int, names: Sequence[str] | None = None, allow_missing_folds: bool = False,
@@ -36,14 +41,14 @@ def select(dataset: str | int, names: Sequence[str] | None = None, allow_missing
     pooled = align(configurations)
     choice = choose(enumerate_candidates(configurations, pooled), pooled, n_bootstrap, seed)
     before = choice.chosen.candidate.probabilities
-    temperature, cross_validated_ece = checked_temperature(pooled.reference, before, pooled.fold_of)
-    calibrated = calibrate(before, temperature)
+    chosen_map, calibration, held_out = checked_calibration(pooled.reference, before, pooled.fold_of)
+    calibrated = calibration.calibrate(before)
     threshold = None if target_sensitivity is None else threshold_for_sensitivity(
         pooled.reference, calibrated, target_sensitivity, choice.chosen.candidate.name)
     return Selection(
         dataset=dataset_name, dataset_results=dataset_results, configurations=configurations, pooled=pooled,
         choice=choice, calibrated=calibrated,
-        calibration=calibration_summary(pooled.reference, before, calibrated, temperature, cross_validated_ece),
+        calibration=calibration_summary(pooled.reference, before, calibrated, chosen_map, calibration, held_out),
         default_operating_point=argmax_operating_point(pooled.reference, calibrated), fracture_threshold=threshold,
         review=review_rule(pooled.reference, calibrated, review_fraction, max_fold_spread),
         referral_curve=referral_curve(pooled.reference, calibrated))
@@ -58,9 +63,7 @@ def write_selection(selection: Selection) -> Path:
         "dataset": selection.dataset, "configuration": selection.choice.chosen.candidate.name,
         "members": [{"trainer": c.trainer, "plans": c.plans_name, "model_folder": c.name} for c in members],
         "folds": selection.pooled.folds, "checkpoint": members[0].checkpoint,
-        "calibration": {"method": "temperature scaling of the four-grade logits, taken as log p of the out-of-fold "
-                                  "probabilities (equal to the logits up to a constant that softmax ignores)",
-                        **selection.calibration},
+        "calibration": {"method": CALIBRATION_METHODS[selection.calibration["map"]], **selection.calibration},
         "fracture_threshold": selection.fracture_threshold,
         "review": {key: selection.review[key] for key in ("entropy_threshold", "fold_spread_threshold", "rule",
                                                           "entropy", "fraction_flagged", "macro_f1_kept",

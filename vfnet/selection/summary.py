@@ -21,7 +21,7 @@ def write_summary(selection: Selection) -> Path:
     calibration = selection.calibration
     figures.plot_reliability(selection.pooled.reference, before, selection.calibrated,
                              (calibration["ece_p_fracture_before"], calibration["ece_p_fracture_after"]),
-                             calibration["temperature"], folder / "reliability_diagram.png")
+                             calibration_label(calibration), folder / "reliability_diagram.png")
     figures.plot_referral_curve(selection.referral_curve, selection.review, selection.review["macro_f1_all"],
                                 folder / "referral_curve.png")
     write_text(folder / "referral_curve.csv", _curve_csv(selection.referral_curve))
@@ -84,9 +84,10 @@ def render(selection: Selection) -> str:
     default, threshold = selection.default_operating_point, selection.fracture_threshold
     lines += ["", f"Chosen: {choice.chosen.candidate.name}: {choice.reason}.",
               _calibration_line(calibration) +
-              f" ECE of p_fracture (10 bins) {calibration['ece_p_fracture_before']:.4f} -> "
+              f" ECE of p_fracture (10 bins) on the predictions the map was fitted on "
+              f"{calibration['ece_p_fracture_before']:.4f} -> "
               f"{calibration['ece_p_fracture_after']:.4f}; NLL {calibration['nll_before']:.4f} -> "
-              f"{calibration['nll_after']:.4f}; grades and macro-F1 unchanged (scaling keeps the argmax).",
+              f"{calibration['nll_after']:.4f}; " + _grades_line(calibration),
               f"Operating point: grade = argmax of the calibrated probabilities; grade >= 1 has out-of-fold "
               f"sensitivity {_rate(default['sensitivity'])}, specificity {_rate(default['specificity'])}."]
     if threshold is not None:
@@ -105,11 +106,27 @@ def render(selection: Selection) -> str:
     return "\n".join(lines)
 
 
+def calibration_label(calibration: dict) -> str:
+    """The map in a few words, for the reliability diagram's legend."""
+    return {"none": "no map", "temperature": f"T = {calibration['temperature']:.2f}",
+            "isotonic": "isotonic map"}[calibration.get("map", "temperature")]
+
+
 def _calibration_line(calibration: dict) -> str:
-    cross_validated = calibration.get("ece_p_fracture_cross_validated")
-    if calibration["temperature"] == 1.0 and cross_validated is not None:
-        return (f"Calibration: none (T = 1): a temperature fitted on the other folds raised the ECE of p_fracture "
-                f"on the held-out fold (pooled {cross_validated:.4f});")
-    checked = f" (fitted on the other folds: {cross_validated:.4f})" if cross_validated is not None else ""
-    return (f"Calibration: temperature T = {calibration['temperature']:.3f} fitted on the out-of-fold "
-            f"log-probabilities{checked};")
+    held_out = calibration.get("held_out")
+    if held_out is None:
+        return (f"Calibration: temperature T = {calibration['temperature']:.3f} fitted on the out-of-fold "
+                f"log-probabilities (a single fold: nothing held out to check it on);")
+    scores = ", ".join(f"{name} {row['ece_p_fracture']:.4f} (macro-F1 {row['macro_f1']:.3f})"
+                       for name, row in held_out.items())
+    chosen = {"none": "none", "temperature": f"temperature T = {calibration['temperature']:.3f}",
+              "isotonic": "isotonic regression of fractured on p_fracture"}[calibration["map"]]
+    return (f"Calibration: {chosen}, the map with the lowest held-out ECE of p_fracture among those that keep the "
+            f"held-out macro-F1 (each fold mapped with the map fitted on the others: {scores});")
+
+
+def _grades_line(calibration: dict) -> str:
+    if calibration["map"] != "isotonic":
+        return "grades and macro-F1 unchanged (a temperature keeps the argmax)."
+    return (f"macro-F1 {calibration['macro_f1_before']:.4f} -> {calibration['macro_f1_after']:.4f} (p0 moves, so a "
+            f"grade can cross between normal and fractured; the map was fitted on these predictions).")
