@@ -24,8 +24,8 @@ def morphometric_branch(reasons: dict[str, str]) -> dict[str, Any]:
     reasons["network.morphometric_features"] = (
         "Genant's grade is a height ratio, and at the planned spacing a mild (20-25 %) loss is about one voxel of "
         "the crop; the body heights measured on the stored CT and mask (vfnet.morphometry: heights along the "
-        "vertebra's own axis, endplates refined on the image) give the head those ratios directly. Cross-validated "
-        "on the phantom benchmark the measured height loss alone reached macro-F1 0.72 (documentation/"
+        "vertebra's own axis, endplates refined on the image) give the head those ratios directly. On the phantom "
+        "benchmark the measured height loss alone reaches macro-F1 0.74 with Genant's thresholds (documentation/"
         "benchmarks.md).")
     reasons["network.genant_prior"] = (
         "Genant's thresholds (20/25/40 % height loss) on the measured height loss, as a learnable cumulative-link "
