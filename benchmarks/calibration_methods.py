@@ -15,7 +15,6 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from sklearn.isotonic import IsotonicRegression
 from sklearn.linear_model import LogisticRegression
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -23,8 +22,8 @@ from common import base_parser, machine, write_result  # noqa: E402
 from paired_comparison import DATASET_ID, variant_rows  # noqa: E402
 
 from vfnet.evaluation.metrics import classification_metrics  # noqa: E402
-from vfnet.inference.decisions import calibrate  # noqa: E402
-from vfnet.selection.calibration import expected_calibration_error, fit_temperature  # noqa: E402
+from vfnet.inference.decisions import calibrate, remap_fracture, with_p_fracture  # noqa: E402
+from vfnet.selection.calibration import expected_calibration_error, fit_isotonic, fit_temperature  # noqa: E402
 
 
 def _logit(p: np.ndarray) -> np.ndarray:
@@ -42,15 +41,8 @@ def _fit_and_apply(method: str, reference: np.ndarray, probabilities: np.ndarray
     if method in ("platt", "binary_temperature"):
         model = LogisticRegression(C=1e6, fit_intercept=method == "platt").fit(_logit(p_train), fractured)
         return model.predict_proba(_logit(p_held))[:, 1]
-    return IsotonicRegression(out_of_bounds="clip", y_min=0, y_max=1).fit(p_train, fractured).predict(p_held)
-
-
-def _regraded(probabilities: np.ndarray, p_fracture: np.ndarray) -> np.ndarray:
-    grades = probabilities.copy()
-    old = 1 - probabilities[:, 0]
-    grades[:, 1:] *= (p_fracture / np.maximum(old, 1e-12))[:, None]
-    grades[:, 0] = 1 - p_fracture
-    return grades
+    # The map vfnet_find_best_configuration fits and vfnet_predict applies.
+    return 1 - remap_fracture(probabilities[held], *fit_isotonic(reference[train], probabilities[train]))[:, 0]
 
 
 def _ece_interval(reference: np.ndarray, p_fracture: np.ndarray, patients: np.ndarray, n: int) -> list[float]:
@@ -74,7 +66,7 @@ def score(reference: np.ndarray, probabilities: np.ndarray, patients: np.ndarray
             p_fracture = p_fracture.copy()
             for fold in np.unique(folds):
                 p_fracture[folds == fold] = _fit_and_apply(method, reference, probabilities, folds == fold)
-        grades = _regraded(probabilities, p_fracture)
+        grades = with_p_fracture(probabilities, p_fracture)
         rows[method] = {"ece_p_fracture": round(expected_calibration_error(reference, p_fracture), 4),
                         "ece_ci95": _ece_interval(reference, p_fracture, patients, bootstrap),
                         "brier": round(float(np.mean((p_fracture - fractured) ** 2)), 4),

@@ -32,17 +32,22 @@ def calibrate(probabilities: np.ndarray, temperature: float) -> np.ndarray:
     return scaled / scaled.sum(axis=1, keepdims=True)
 
 
-def remap_fracture(probabilities: np.ndarray, points: Sequence[float], values: Sequence[float]) -> np.ndarray:
-    """p_fracture = 1 - p0 through the monotone map (linear between its breakpoints, constant beyond them, as
-    scikit-learn's IsotonicRegression predicts); grades 1-3 keep their shares of the fracture mass (equal shares
-    where there was none)."""
+def with_p_fracture(probabilities: np.ndarray, p_fracture: np.ndarray) -> np.ndarray:
+    """The probabilities with p0 = 1 - `p_fracture`; grades 1-3 keep their shares of the fracture mass (equal
+    shares where there was none)."""
     probabilities = np.asarray(probabilities, dtype=np.float64)
     before = 1.0 - probabilities[:, 0]
-    after = np.interp(before, points, values)
     has_mass = before[:, None] > PROBABILITY_FLOOR
     shares = np.where(has_mass, probabilities[:, 1:] / np.maximum(before, PROBABILITY_FLOOR)[:, None],
                       1.0 / (NUM_GRADES - 1))
-    return np.column_stack([1.0 - after, shares * after[:, None]])
+    return np.column_stack([1.0 - p_fracture, shares * p_fracture[:, None]])
+
+
+def remap_fracture(probabilities: np.ndarray, points: Sequence[float], values: Sequence[float]) -> np.ndarray:
+    """p_fracture = 1 - p0 through the monotone map (linear between its breakpoints, constant beyond them, as
+    scikit-learn's IsotonicRegression predicts), then `with_p_fracture`."""
+    probabilities = np.asarray(probabilities, dtype=np.float64)
+    return with_p_fracture(probabilities, np.interp(1.0 - probabilities[:, 0], points, values))
 
 
 def normalised_entropy(probabilities: np.ndarray) -> np.ndarray:

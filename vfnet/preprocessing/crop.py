@@ -55,17 +55,20 @@ def fraction_inside_scan(image: sitk.Image, centre_mm: Sequence[float], box_zyx_
     return float(inside.mean())
 
 
+def _index_matrix(image: sitk.Image) -> np.ndarray:
+    """D S: direction times spacing, the linear part of index -> physical point."""
+    return np.asarray(image.GetDirection(), dtype=float).reshape(3, 3) @ np.diag(
+        np.asarray(image.GetSpacing(), dtype=float))
+
+
 def index_to_world(image: sitk.Image, indices_xyz: np.ndarray) -> np.ndarray:
     """Physical (x, y, z) mm of continuous voxel indices (..., 3) in ITK order (i, j, k): origin + D S index."""
-    direction = np.asarray(image.GetDirection(), dtype=float).reshape(3, 3)
-    matrix = direction @ np.diag(np.asarray(image.GetSpacing(), dtype=float))
-    return np.asarray(indices_xyz, dtype=float) @ matrix.T + np.asarray(image.GetOrigin(), dtype=float)
+    return np.asarray(indices_xyz, dtype=float) @ _index_matrix(image).T + np.asarray(image.GetOrigin(), dtype=float)
 
 
 def world_to_index(image: sitk.Image, points_xyz: np.ndarray) -> np.ndarray:
     """Continuous voxel indices (i, j, k) of physical points (..., 3): (D S)^-1 (p - origin), vectorised."""
-    direction = np.asarray(image.GetDirection(), dtype=float).reshape(3, 3)
-    to_index = np.linalg.inv(direction @ np.diag(np.asarray(image.GetSpacing(), dtype=float)))
+    to_index = np.linalg.inv(_index_matrix(image))
     return (np.asarray(points_xyz, dtype=float) - np.asarray(image.GetOrigin(), dtype=float)) @ to_index.T
 
 

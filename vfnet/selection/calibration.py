@@ -49,6 +49,13 @@ def fit_isotonic(reference: np.ndarray, probabilities: np.ndarray) -> tuple[tupl
     return tuple(float(v) for v in model.X_thresholds_), tuple(float(v) for v in model.y_thresholds_)
 
 
+MAP_DESCRIPTIONS = {  # what each map does, for inference_instructions.json
+    "none": "none: no map lowered the calibration error of p_fracture on held-out folds",
+    "temperature": "temperature scaling of the four-grade logits, taken as log p of the out-of-fold probabilities "
+                   "(equal to the logits up to a constant that softmax ignores)",
+    "isotonic": "isotonic regression of fractured on p_fracture = 1 - p0; p0 = 1 - the map, grades 1-3 keep their "
+                "shares of the fracture mass"}
+
 MAPS = {  # in order of simplicity: a tie goes to the earlier
     "none": lambda reference, probabilities: Decisions(),
     "temperature": lambda reference, probabilities: Decisions(temperature=fit_temperature(reference, probabilities)),

@@ -8,7 +8,7 @@ from vfnet.dataset.splits import load_splits
 from vfnet.errors import VfnetError
 from vfnet.paths import dataset_folder_name, inference_instructions_file, preprocessed_folder, results_folder
 from vfnet.selection.alignment import align
-from vfnet.selection.calibration import calibration_summary, checked_calibration
+from vfnet.selection.calibration import MAP_DESCRIPTIONS, calibration_summary, checked_calibration
 from vfnet.selection.candidates import enumerate_candidates
 from vfnet.selection.choice import choose
 from vfnet.selection.configurations import load_configuration, trained_configurations
@@ -19,12 +19,6 @@ from vfnet.selection.review import referral_curve, review_rule
 from vfnet.selection.summary import write_summary
 
 SPLITS_FILE = "splits_final.json"
-CALIBRATION_METHODS = {
-    "none": "none: no map lowered the calibration error of p_fracture on held-out folds",
-    "temperature": "temperature scaling of the four-grade logits, taken as log p of the out-of-fold probabilities "
-                   "(equal to the logits up to a constant that softmax ignores)",
-    "isotonic": "isotonic regression of fractured on p_fracture = 1 - p0; p0 = 1 - the map, grades 1-3 keep their "
-                "shares of the fracture mass"}
 
 
 def select(dataset: str | int, names: Sequence[str] | None = None, allow_missing_folds: bool = False,
@@ -63,7 +57,7 @@ def write_selection(selection: Selection) -> Path:
         "dataset": selection.dataset, "configuration": selection.choice.chosen.candidate.name,
         "members": [{"trainer": c.trainer, "plans": c.plans_name, "model_folder": c.name} for c in members],
         "folds": selection.pooled.folds, "checkpoint": members[0].checkpoint,
-        "calibration": {"method": CALIBRATION_METHODS[selection.calibration["map"]], **selection.calibration},
+        "calibration": {"method": MAP_DESCRIPTIONS[selection.calibration["map"]], **selection.calibration},
         "fracture_threshold": selection.fracture_threshold,
         "review": {key: selection.review[key] for key in ("entropy_threshold", "fold_spread_threshold", "rule",
                                                           "entropy", "fraction_flagged", "macro_f1_kept",

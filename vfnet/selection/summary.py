@@ -106,10 +106,10 @@ def render(selection: Selection) -> str:
     return "\n".join(lines)
 
 
-def calibration_label(calibration: dict) -> str:
-    """The map in a few words, for the reliability diagram's legend."""
-    return {"none": "no map", "temperature": f"T = {calibration['temperature']:.2f}",
-            "isotonic": "isotonic map"}[calibration.get("map", "temperature")]
+def calibration_label(calibration: dict, digits: int = 2) -> str:
+    """The kept map in a few words (the reliability diagram's legend, the summary's calibration line)."""
+    return {"none": "no map", "temperature": f"temperature T = {calibration['temperature']:.{digits}f}",
+            "isotonic": "isotonic map of p_fracture"}[calibration["map"]]
 
 
 def _calibration_line(calibration: dict) -> str:
@@ -119,10 +119,9 @@ def _calibration_line(calibration: dict) -> str:
                 f"log-probabilities (a single fold: nothing held out to check it on);")
     scores = ", ".join(f"{name} {row['ece_p_fracture']:.4f} (macro-F1 {row['macro_f1']:.3f})"
                        for name, row in held_out.items())
-    chosen = {"none": "none", "temperature": f"temperature T = {calibration['temperature']:.3f}",
-              "isotonic": "isotonic regression of fractured on p_fracture"}[calibration["map"]]
-    return (f"Calibration: {chosen}, the map with the lowest held-out ECE of p_fracture among those that keep the "
-            f"held-out macro-F1 (each fold mapped with the map fitted on the others: {scores});")
+    return (f"Calibration: {calibration_label(calibration, digits=3)}, the map with the lowest held-out ECE of "
+            f"p_fracture among those that keep the held-out macro-F1 (each fold mapped with the map fitted on the "
+            f"others: {scores});")
 
 
 def _grades_line(calibration: dict) -> str:
