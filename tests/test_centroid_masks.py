@@ -1,6 +1,7 @@
 """Masks estimated from the CT around centroids: the right bone goes to the right vertebra."""
 import numpy as np
 import SimpleITK as sitk
+from scipy import ndimage
 
 from test_inference_phantom import PHANTOM_LABELS, phantom
 from vfnet.inference.centroid_masks import estimate_vertebra_mask
@@ -36,3 +37,21 @@ def test_a_lone_centroid_does_not_take_its_neighbours_bone():
     # L1 and L3 lie within reach; with no neighbour to halve the distance to, L2 ends a typical body height
     # plus a disc away, which keeps their bone out.
     assert not (estimated[truth == 20] == 21).any() and not (estimated[truth == 22] == 21).any()
+
+
+def test_an_osteoporotic_body_is_found_from_its_thin_cortex():
+    # Cancellous bone as dark as the discs (90 vs 95 HU) inside a one-voxel cortex of 145 HU: the cortex alone
+    # marks the body (at a 150 HU threshold nothing did), and filling between the endplates restores it.
+    ct, mask = phantom()
+    hu = np.full(sitk.GetArrayFromImage(ct).shape, -100.0, dtype=np.float32)
+    truth = sitk.GetArrayFromImage(mask)
+    hu[5:40, 5:15, 6:18] = 95.0                                     # discs (and bodies, overwritten below)
+    hu[truth > 0] = 145.0
+    hu[ndimage.binary_erosion(truth > 0, structure=np.ones((3, 3, 3), dtype=bool))] = 90.0
+    hu += np.random.default_rng(1).normal(0, 5, hu.shape).astype(np.float32)
+    osteoporotic = sitk.GetImageFromArray(hu)
+    osteoporotic.CopyInformation(ct)
+    estimated = sitk.GetArrayFromImage(estimate_vertebra_mask(osteoporotic, mask_centres(mask)))
+    for label in PHANTOM_LABELS:
+        assert _dice(estimated == label, truth == label) > 0.9, label
+

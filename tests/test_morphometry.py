@@ -101,6 +101,22 @@ def test_a_ct_endplate_far_from_the_mask_is_replaced_by_the_other_positions_move
     assert alone["middle"] == (44.0, 96.0, "mask")
 
 
+@pytest.mark.parametrize("tilt", [0.0, 20.0])
+def test_a_body_cut_by_the_scans_border_is_not_measured(tilt):
+    # The scan ends 6 mm below L1's upper endplate (obliquely when tilted): the edge there is the scan's, and the
+    # "heights" it gives would read as a crush. L1 is unmeasured, and L2's neighbours' height ignores it.
+    ct, mask = tilted_spine({20: (26, 26), 21: (26, 26), 22: (26, 26)}, tilt)
+    report = measure_spine(mask[:, :, :110], ct[:, :, :110])   # z voxel centres up to 39.5 mm; L1 reaches 47 mm
+    assert all(math.isnan(report[20][key]) for key in ("anterior_mm", "middle_mm", "posterior_mm"))
+    assert report[20]["morphometric_grade"] is None
+    assert "the body is cut by the border of the scan" in report[20]["notes"]
+    assert report[21]["morphometric_grade"] == 0 and abs(report[21]["middle_mm"] - 26.0) <= 1.0
+    # Bodies that only touch the scan's side (their mid-sagittal plane is inside) are measured as before.
+    side = measure_spine(mask[6:, :, :], ct[6:, :, :])        # x from -13.5 mm; the bodies reach -14 mm
+    assert all("the vertebra touches the border of the scan" in side[label]["notes"] for label in LABELS)
+    assert all(abs(side[label]["middle_mm"] - 26.0) <= 1.0 for label in LABELS)
+
+
 def test_axis_comes_from_the_neighbours_centres():
     centres = {20: (0.0, -10.0, 34.0), 21: (0.0, 0.0, 0.0), 22: (0.0, 10.0, -34.0)}
     axis, source = cranio_caudal_axis(21, centres)

@@ -4,7 +4,7 @@ A model trained on masks grades mostly from what the mask makes measurable: the 
 (vfnet.morphometry) and the mask channel. From centroids alone neither exists; with an ellipsoid in place of the
 mask the phantom benchmark fell from macro-F1 0.74 (masks) to 0.22. Bone, though, is plain in CT:
 1. every voxel brighter than BONE_HU near the centroids goes to its nearest centroid; along the spine a vertebra
-   ends half-way to its nearest neighbour, i.e. in the disc, which is darker anyway;
+   ends a little beyond half-way to its nearest neighbour, i.e. in the disc, which is darker anyway;
 2. each vertebra is filled along the cranio-caudal direction between its first and last voxel of every column:
    osteoporotic cancellous bone is often darker than the threshold (a quarter of the voxels inside some phantom
    masks is below 130 HU) while the endplates stay bright; the spinal canal has no bone of the same vertebra
@@ -12,8 +12,11 @@ mask the phantom benchmark fell from macro-F1 0.74 (masks) to 0.22. Bone, though
 3. each vertebra keeps, of its substantial connected pieces, the one nearest its centroid.
 The result is an ordinary VerSe-labelled mask on the CT grid: crops, morphometry (endplates refined on the CT, as
 for any mask) and the network's mask channel then come from the same code as for masks. On the phantom benchmark
-(five folds, out-of-fold) macro-F1 from centroids is 0.707 against 0.743 from the phantom's masks; the threshold
-and steps were chosen among three variants on that benchmark (documentation/benchmarks.md).
+(five folds, out-of-fold) macro-F1 from centroids is 0.776 against 0.815 from the phantom's masks. BONE_HU was
+chosen on that benchmark (Genant's rule on the estimated masks: 0.60 / 0.66 / 0.72 / 0.74 / 0.74 / 0.69 at
+100 / 110 / 120 / 130 / 140 / 150 HU; at 150 thin osteoporotic endplates break up and bodies measure 3-4 mm) and
+checked on the real CT of ../shared/data/real (at 150 its L2 measured as a severe fracture; documentation/
+benchmarks.md).
 
 It is a bone threshold, not a segmentation model: contrast-filled vessels touching a vertebral body, or metal,
 end up in the mask. The prediction says that its vertebrae came from centroids with estimated masks.
@@ -29,9 +32,11 @@ from vfnet.preprocessing.crop import canonical_axis_order, index_to_world
 from vfnet.typical_sizes import typical_body_size_mm
 
 Point = tuple[float, float, float]
-BONE_HU = 150.0            # cancellous bone ~150-300 HU, cortical > 400; discs and muscle < 100
+BONE_HU = 135.0            # cancellous bone ~150-300 HU, cortical > 400, thin osteoporotic endplates on 3 mm slices
+                           # ~150; discs ~70-110 HU, muscle < 80 (chosen: documentation/benchmarks.md)
 REACH_MM = 55.0            # a lumbar vertebra reaches ~50 mm from its centre (body front, spinous process)
-HALF_GAP_FRACTION = 0.55   # along the spine a vertebra ends half-way to its nearest neighbour (ends of the row too)
+HALF_GAP_FRACTION = 0.6    # along the spine a vertebra reaches this fraction of the distance to its nearest
+                           # neighbour (0.55 cut a real L5 short beside a partly seen sacrum's centroid)
 LONE_DISC_MM = 8.0         # a lone vertebra (no neighbouring centroid): typical body height + this is its "gap"
 MIN_PIECE_FRACTION = 0.2   # of a vertebra's largest connected piece
 

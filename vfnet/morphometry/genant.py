@@ -66,7 +66,8 @@ def measure_spine(mask: sitk.Image, ct: sitk.Image | None,
         axis, source = cranio_caudal_axis(label, {**orienting, label: centres[label]})
         axes[label] = (axis, source)
         box = np.asarray(statistics.GetBoundingBox(label))   # x, y, z start, then sizes
-        heights[label] = measure_body(_label_region(mask, label, box), ct, centres[label], local_frame(axis))
+        heights[label] = measure_body(_label_region(mask, label, box), ct, centres[label], local_frame(axis),
+                                      scan=mask if label in cut else None)
         if label in cut:
             heights[label].notes.append("the vertebra touches the border of the scan")
     wanted = list(centres) if labels is None else [int(label) for label in labels]

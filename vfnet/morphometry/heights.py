@@ -39,6 +39,7 @@ SEARCH_MM = 5.0                 # the CT endplate is looked for within this dist
 WIDE_SEARCH_MM = 8.0            # ... or, where none is found there, this far (a dilated mask on thick slices)
 DISC_MM = 6.0                   # soft tissue is sampled this far beyond each endplate
 MIN_CONTRAST_HU = 50.0
+BORDER_MARGIN_MM = 1.0          # an endplate this close to the scan's border may lie outside it: not measured
 MAX_SHIFT_MM = 6.0              # the CT may move a mask's endplate this far: two voxels of 3 mm slices
 MIN_TURN_DEGREES = 2.0          # the slab is turned onto the body's own endplates when they tilt more than this
 MAX_TURN_DEGREES = 25.0
@@ -84,12 +85,15 @@ def resample_slab(image: sitk.Image, grid: sitk.Image, default: float) -> np.nda
     return sitk.GetArrayFromImage(resampled)
 
 
-def measure_body(label_mask: sitk.Image, ct: sitk.Image | None, centre_mm, frame: np.ndarray) -> BodyHeights:
+def measure_body(label_mask: sitk.Image, ct: sitk.Image | None, centre_mm, frame: np.ndarray,
+                 scan: sitk.Image | None = None) -> BodyHeights:
     """Heights of the body of the vertebra in `label_mask` (float 0/1 image of this vertebra only).
 
     Two passes: the neighbours' axis can differ from the body's own (L5 against the lumbosacral angle), so the
     slab is turned, within the sagittal plane, until the mean slope of the two endplates is zero; a wedge's
-    converging endplates then lie symmetric about the measuring direction.
+    converging endplates then lie symmetric about the measuring direction. `scan` (any image on the scan's
+    grid), given for a vertebra that touches the scan's border, leaves the heights unmeasured where the body
+    runs out of the scan: the edge found there is the scan's, not an endplate.
     """
     mask = resample_slab(label_mask, slab_grid(centre_mm, frame), 0.0)
     slope = endplate_slope(mask)
@@ -100,7 +104,18 @@ def measure_body(label_mask: sitk.Image, ct: sitk.Image | None, centre_mm, frame
         frame = np.stack([left, along_endplates, np.cross(left, along_endplates)], axis=1)
         mask = resample_slab(label_mask, slab_grid(centre_mm, frame), 0.0)
     hu = resample_slab(ct, slab_grid(centre_mm, frame), -1024.0) if ct is not None else None
-    return heights_on_slab(mask, hu)
+    in_scan = inside_scan(scan, slab_grid(centre_mm, frame)) if scan is not None else None
+    return heights_on_slab(mask, hu, in_scan=in_scan)
+
+
+def inside_scan(scan: sitk.Image, grid: sitk.Image) -> np.ndarray:
+    """True where a sample of the slab `grid` lies inside `scan`'s voxels (array axes as resample_slab)."""
+    from vfnet.preprocessing.crop import index_to_world, world_to_index   # needs SimpleITK, as measuring does
+    size = grid.GetSize()
+    indices = np.stack(np.meshgrid(*[np.arange(n) for n in size], indexing="ij"), axis=-1).reshape(-1, 3)
+    scan_indices = world_to_index(scan, index_to_world(grid, indices))
+    inside = np.all((scan_indices > -0.5) & (scan_indices < np.asarray(scan.GetSize()) - 0.5), axis=1)
+    return inside.reshape(size).transpose(2, 1, 0)
 
 
 def endplate_slope(mask: np.ndarray, sample_mm: float = SAMPLE_MM) -> float | None:
@@ -128,8 +143,10 @@ def endplate_slope(mask: np.ndarray, sample_mm: float = SAMPLE_MM) -> float | No
     return float(np.clip(slope, -limit, limit))
 
 
-def heights_on_slab(mask: np.ndarray, hu: np.ndarray | None, sample_mm: float = SAMPLE_MM) -> BodyHeights:
-    """Heights from a slab already aligned with the vertebra (mask in [0, 1]; optional CT in HU)."""
+def heights_on_slab(mask: np.ndarray, hu: np.ndarray | None, sample_mm: float = SAMPLE_MM,
+                    in_scan: np.ndarray | None = None) -> BodyHeights:
+    """Heights from a slab already aligned with the vertebra (mask in [0, 1]; optional CT in HU; optional
+    boolean `in_scan`, False where the slab leaves the scan)."""
     result = BodyHeights()
     inside = mask > 0.5
     if not inside.any():
@@ -152,6 +169,9 @@ def heights_on_slab(mask: np.ndarray, hu: np.ndarray | None, sample_mm: float = 
         mask_profile = mask[:, columns, :].mean(axis=(1, 2))
         hu_profile = hu[:, columns, :].mean(axis=(1, 2)) if hu is not None else None
         edges[name] = _profile_edges(mask_profile, hu_profile, sample_mm)
+        if in_scan is not None and _cut_by_scan(edges[name]["mask"], in_scan[:, columns, :], sample_mm):
+            result.notes.append("the body is cut by the border of the scan")
+            return result
     sources = set()
     for name, (lower, upper, source) in _consistent_edges(edges, sample_mm).items():
         setattr(result, f"{name}_mm", float(upper - lower) * sample_mm)
@@ -198,6 +218,16 @@ def _profile_edges(mask_profile: np.ndarray, hu_profile: np.ndarray | None,
     upper = _crossing(mask_profile, stop - 1, stop, 0.5)
     refined = _refine_on_ct(hu_profile, lower, upper, sample_mm) if hu_profile is not None else None
     return {"mask": (lower, upper), "ct": refined}
+
+
+def _cut_by_scan(mask_edges: tuple[float, float] | None, in_scan: np.ndarray, sample_mm: float) -> bool:
+    """Whether the scan ends within BORDER_MARGIN_MM of (or inside) the body's extent in these columns."""
+    if mask_edges is None:
+        return False
+    margin = int(math.ceil(BORDER_MARGIN_MM / sample_mm))
+    first = max(0, int(math.floor(mask_edges[0])) - margin)
+    last = min(len(in_scan) - 1, int(math.ceil(mask_edges[1])) + margin)
+    return not bool(in_scan[first:last + 1].all())
 
 
 def _consistent_edges(edges: dict[str, dict], sample_mm: float) -> dict[str, tuple[float, float, str]]:
