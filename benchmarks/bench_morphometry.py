@@ -1,11 +1,13 @@
 """Morphometry alone on the phantom benchmark: Genant's thresholds on the measured height loss, no learning.
 
 For every graded vertebra of the converted phantom, `vfnet.morphometry.measure_spine` on the stored CT and mask
-(perfect, or every label eroded / dilated by one voxel as in bench_mask_robustness.py), then
+(perfect, or every label eroded / dilated by one voxel as in bench_mask_robustness.py, or "centroids": the mask
+that vfnet_predict estimates from the CT around the mask's centres of mass), then
 `morphometric_grade` against the reference grade; pooled macro-F1 with patient-level bootstrap CIs. Unmeasured
 vertebrae count as grade 0. Nothing is fitted, so there is no train/test split to respect.
 
     python benchmarks/bench_morphometry.py --workdir W    # W: converts the phantom there if needed
+    python benchmarks/bench_morphometry.py --workdir W --conditions centroids --bone_hu 120 135 150
 """
 import sys
 import time
@@ -19,7 +21,8 @@ from bench_mask_robustness import degrade
 from common import DEFAULT_PHANTOM, base_parser, convert_phantom, machine, metrics_with_intervals, summary_line, write_result
 
 from vfnet.dataset.format import load_raw_dataset
-from vfnet.morphometry.genant import measure_spine
+from vfnet.inference import centroid_masks
+from vfnet.morphometry.genant import mask_statistics, measure_spine
 
 DATASET_ID = 505
 
@@ -27,20 +30,30 @@ DATASET_ID = 505
 def main() -> None:
     parser = base_parser(__doc__)
     parser.add_argument("--phantom", type=Path, default=DEFAULT_PHANTOM)
-    parser.add_argument("--conditions", nargs="+", default=["perfect", "eroded", "dilated"])
+    parser.add_argument("--conditions", nargs="+", default=["perfect", "eroded", "dilated"],
+                        choices=["perfect", "eroded", "dilated", "centroids"])
+    parser.add_argument("--bone_hu", type=float, nargs="+", default=[centroid_masks.BONE_HU],
+                        help="centroids only: bone thresholds to compare (default: vfnet's)")
     args = parser.parse_args()
     args.workdir = args.workdir or Path("/tmp/vfnet_bench_morphometry")
     dataset = load_raw_dataset(convert_phantom(args.phantom, args.workdir, DATASET_ID))
     result = {"machine": machine(), "conditions": {}}
-    for condition in args.conditions:
+    runs = [(condition, None) for condition in args.conditions if condition != "centroids"]
+    runs += [("centroids", bone_hu) for bone_hu in args.bone_hu] if "centroids" in args.conditions else []
+    for condition, bone_hu in runs:
         started = time.perf_counter()
         reference, predicted, patients, unmeasured = [], [], [], 0
         for case in dataset.cases:
             ct = sitk.ReadImage(str(case.image))
             mask = degrade(sitk.ReadImage(str(case.mask)), condition)
+            if condition == "centroids":
+                centroid_masks.BONE_HU = bone_hu
+                statistics = mask_statistics(mask)
+                mask = centroid_masks.estimate_vertebra_mask(
+                    ct, {int(label): statistics.GetCentroid(label) for label in statistics.GetLabels()})
             report = measure_spine(mask, ct, sorted(case.grades))
             for label, grade in case.grades.items():
-                measured = report[int(label)]["morphometric_grade"]
+                measured = report.get(int(label), {}).get("morphometric_grade")
                 unmeasured += measured is None
                 reference.append(grade)
                 predicted.append(0 if measured is None else measured)
@@ -49,8 +62,9 @@ def main() -> None:
         metrics = metrics_with_intervals(reference, probabilities, patients)
         metrics.update(unmeasured_counted_as_grade_0=unmeasured,
                        seconds_per_case=(time.perf_counter() - started) / len(dataset.cases))
-        result["conditions"][condition] = metrics
-        print(f"{summary_line(condition, metrics)}, unmeasured {unmeasured}", flush=True)
+        name = condition if bone_hu is None else f"centroids, bone {bone_hu:g} HU"
+        result["conditions"][name] = metrics
+        print(f"{summary_line(name, metrics)}, unmeasured {unmeasured}", flush=True)
         write_result(args.results, "morphometry", result)
 
 

@@ -1,0 +1,67 @@
+"""Paired comparison of two sets of vfnet_predict outputs on the converted phantom's graded vertebrae.
+
+bench_mask_robustness.py writes each fold's predictions to W/robustness/<condition>/fold_K/predictions/ and
+overwrites them on the next run; copy that folder aside before changing the code, run again, then:
+
+    python benchmarks/paired_predictions.py --workdir W NEW_FOLDER OLD_FOLDER
+
+Every predictions.csv below each folder is read; vertebrae are paired by (case, vertebra) and only the graded
+ones that both folders predicted count. Differences (NEW - OLD) come with patient-level paired bootstrap 95 %
+intervals, as in paired_comparison.py.
+"""
+import csv
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import base_parser, machine, write_result  # noqa: E402
+
+from vfnet.dataset.format import load_raw_dataset  # noqa: E402
+from vfnet.evaluation.bootstrap import paired_difference_intervals  # noqa: E402
+
+
+def read_probabilities(folder: Path, graded: set[tuple[str, int]]) -> dict[tuple[str, int], list[float]]:
+    probabilities = {}
+    for table in sorted(folder.rglob("predictions.csv")):
+        with open(table, newline="") as handle:
+            for row in csv.DictReader(handle):
+                key = (row["case"], int(row["vertebra"]))
+                if key in graded:
+                    probabilities[key] = [float(row[f"p{grade}"]) for grade in range(4)]
+    return probabilities
+
+
+def main() -> None:
+    parser = base_parser(__doc__)
+    parser.add_argument("new", type=Path)
+    parser.add_argument("old", type=Path)
+    parser.add_argument("--dataset", type=int, default=504)
+    parser.add_argument("--bootstrap", type=int, default=2000)
+    args = parser.parse_args()
+    if args.workdir is None:
+        sys.exit("--workdir: the folder of a finished bench_accuracy.py run is required (for the grades).")
+    raw = next((args.workdir / "vfnet_raw").glob(f"Dataset{args.dataset:03d}_*"))
+    dataset = load_raw_dataset(raw)
+    grades = {(case.case_id, int(label)): grade for case in dataset.cases for label, grade in case.grades.items()}
+    patients = {case.case_id: case.patient for case in dataset.cases}
+    new, old = (read_probabilities(folder, set(grades)) for folder in (args.new, args.old))
+    keys = sorted(set(new) & set(old))
+    if not keys:
+        sys.exit(f"no graded vertebra is predicted in both {args.new} and {args.old}")
+    differences = paired_difference_intervals(np.array([grades[key] for key in keys]),
+                                              np.array([new[key] for key in keys]),
+                                              np.array([old[key] for key in keys]),
+                                              [patients[case] for case, _ in keys], n=args.bootstrap)
+    for metric, interval in differences.items():
+        if interval is not None:
+            print(f"{metric}: {interval['difference']:+.3f} [{interval['low']:+.3f}, {interval['high']:+.3f}] "
+                  f"(new better in {100 * interval['fraction_a_better']:.0f} % of resamples)")
+    write_result(args.results, "paired_predictions", {"machine": machine(), "new": str(args.new),
+                                                      "old": str(args.old), "vertebrae": len(keys),
+                                                      "differences": differences})
+
+
+if __name__ == "__main__":
+    main()
