@@ -11,7 +11,8 @@
    between the body's bone and the disc's soft tissue. The refinement makes the heights sub-voxel and robust to
    masks that are a voxel or two too small or too large (a segmentation model's masks), since the endplate is
    then found in the image, not in the mask. Without a CT, or where bone and disc do not differ by
-   MIN_CONTRAST_HU (e.g. severe osteoporosis), the mask's edges are used.
+   MIN_CONTRAST_HU (e.g. severe osteoporosis), the mask's edges are used. A body that the scan's border cuts
+   near an endplate is not measured: the edge there is the scan's.
 """
 from __future__ import annotations
 
