@@ -170,7 +170,7 @@ def heights_on_slab(mask: np.ndarray, hu: np.ndarray | None, sample_mm: float = 
         mask_profile = mask[:, columns, :].mean(axis=(1, 2))
         hu_profile = hu[:, columns, :].mean(axis=(1, 2)) if hu is not None else None
         edges[name] = _profile_edges(mask_profile, hu_profile, sample_mm)
-        if in_scan is not None and _cut_by_scan(edges[name]["mask"], in_scan[:, columns, :], sample_mm):
+        if in_scan is not None and _cut_by_scan(mask_profile, in_scan[:, columns, :], sample_mm):
             result.notes.append("the body is cut by the border of the scan")
             return result
     sources = set()
@@ -221,13 +221,13 @@ def _profile_edges(mask_profile: np.ndarray, hu_profile: np.ndarray | None,
     return {"mask": (lower, upper), "ct": refined}
 
 
-def _cut_by_scan(mask_edges: tuple[float, float] | None, in_scan: np.ndarray, sample_mm: float) -> bool:
-    """Whether the scan ends within BORDER_MARGIN_MM of (or inside) the body's extent in these columns."""
-    if mask_edges is None:
+def _cut_by_scan(mask_profile: np.ndarray, in_scan: np.ndarray, sample_mm: float) -> bool:
+    """Whether the scan ends within BORDER_MARGIN_MM of the vertebra's mask anywhere along these columns."""
+    occupied = np.flatnonzero(mask_profile > 0)
+    if not occupied.size:
         return False
     margin = int(math.ceil(BORDER_MARGIN_MM / sample_mm))
-    first = max(0, int(math.floor(mask_edges[0])) - margin)
-    last = min(len(in_scan) - 1, int(math.ceil(mask_edges[1])) + margin)
+    first, last = max(0, occupied[0] - margin), min(len(in_scan) - 1, occupied[-1] + margin)
     return not bool(in_scan[first:last + 1].all())
 
 
