@@ -4,7 +4,7 @@ Reads a workdir left by `bench_accuracy.py --workdir W` (converted phantom, trai
 fold's validation CTs with that fold's model only, so every number is out-of-fold:
 - perfect: the phantom's own masks;
 - eroded / dilated: every vertebra label eroded or dilated by one voxel (dilation only into background, as a
-  segmentation model's slightly generous masks are);
+  segmentation model's slightly generous masks are); eroded_2 / dilated_2: by two voxels;
 - shifted: the whole mask moved by two voxels along the CT's first axis and one along the second;
 - centroids: the phantom's VerSe centroid files, no mask (in this phantom family they sit at the mask's centre of
   mass, as training crops are centred).
@@ -26,21 +26,25 @@ from common import (DEFAULT_PHANTOM, base_parser, machine, metrics_with_interval
 from vfnet.dataset.format import load_raw_dataset
 from vfnet.dataset.splits import load_splits
 
-CONDITIONS = ("perfect", "eroded", "dilated", "shifted", "centroids")
+CONDITIONS = ("perfect", "eroded", "dilated", "shifted", "centroids", "eroded_2", "dilated_2")
+DEFAULT_CONDITIONS = CONDITIONS[:5]
 
 
 def degrade(mask: sitk.Image, condition: str) -> sitk.Image:
+    """The mask of one condition ("eroded", "dilated", "eroded_2", ...: the suffix is the radius in voxels)."""
     mask = sitk.Cast(mask, sitk.sitkUInt16)
+    condition, _, radius_text = condition.partition("_")
+    radius = int(radius_text or 1)
     if condition == "eroded":
         labels = sitk.GetArrayFromImage(mask)
         eroded = np.zeros_like(labels)
         for label in np.unique(labels[labels > 0]):
-            kept = sitk.GetArrayFromImage(sitk.BinaryErode(mask == int(label), [1, 1, 1]))
+            kept = sitk.GetArrayFromImage(sitk.BinaryErode(mask == int(label), [radius] * 3))
             eroded[kept > 0] = label
         result = sitk.GetImageFromArray(eroded)
     elif condition == "dilated":
         labels = sitk.GetArrayFromImage(mask)
-        grown = sitk.GetArrayFromImage(sitk.GrayscaleDilate(mask, [1, 1, 1]))
+        grown = sitk.GetArrayFromImage(sitk.GrayscaleDilate(mask, [radius] * 3))
         result = sitk.GetImageFromArray(np.where(labels > 0, labels, grown).astype(labels.dtype))
     elif condition == "shifted":
         labels = sitk.GetArrayFromImage(mask)
@@ -77,7 +81,7 @@ def main() -> None:
     parser.add_argument("--phantom", type=Path, default=DEFAULT_PHANTOM)
     parser.add_argument("--plans", default="vfnetPlans")
     parser.add_argument("--dataset", type=int, default=504)
-    parser.add_argument("--conditions", nargs="+", default=list(CONDITIONS), choices=CONDITIONS)
+    parser.add_argument("--conditions", nargs="+", default=list(DEFAULT_CONDITIONS), choices=CONDITIONS)
     parser.add_argument("--folds", nargs="+", type=int, default=None, help="only these folds (default: all)")
     parser.add_argument("--bootstrap", type=int, default=1000)
     args = parser.parse_args()

@@ -1,7 +1,7 @@
 """Morphometry alone on the phantom benchmark: Genant's thresholds on the measured height loss, no learning.
 
 For every graded vertebra of the converted phantom, `vfnet.morphometry.measure_spine` on the stored CT and mask
-(perfect, or every label eroded / dilated by one voxel as in bench_mask_robustness.py, or "centroids": the mask
+(perfect, or every label eroded / dilated by one or two voxels as in bench_mask_robustness.py, or "centroids": the mask
 that vfnet_predict estimates from the CT around the mask's centres of mass), then
 `morphometric_grade` against the reference grade; pooled macro-F1 with patient-level bootstrap CIs. Unmeasured
 vertebrae count as grade 0. Nothing is fitted, so there is no train/test split to respect.
@@ -31,7 +31,7 @@ def main() -> None:
     parser = base_parser(__doc__)
     parser.add_argument("--phantom", type=Path, default=DEFAULT_PHANTOM)
     parser.add_argument("--conditions", nargs="+", default=["perfect", "eroded", "dilated"],
-                        choices=["perfect", "eroded", "dilated", "centroids"])
+                        choices=["perfect", "eroded", "dilated", "eroded_2", "dilated_2", "centroids"])
     parser.add_argument("--bone_hu", type=float, nargs="+", default=[centroid_masks.BONE_HU],
                         help="centroids only: bone thresholds to compare (default: vfnet's)")
     args = parser.parse_args()

@@ -101,6 +101,30 @@ def test_a_ct_endplate_far_from_the_mask_is_replaced_by_the_other_positions_move
     assert alone["middle"] == (44.0, 96.0, "mask")
 
 
+def test_the_scans_typical_move_accepts_two_voxels_and_rejects_a_ridge_across_the_disc():
+    # The whole scan's masks are 7 mm (14 samples) short at each end, beyond MAX_SHIFT_MM for one vertebra.
+    # The posterior upper endplate is a ridge 11 mm out (across the disc), the middle one is missing.
+    edges = {"anterior": {"mask": (44.0, 96.0), "ct": (30.0, 110.0)},
+             "middle": {"mask": (44.0, 96.0), "ct": None},
+             "posterior": {"mask": (44.0, 96.0), "ct": (31.0, 96.0 + 22.0)}}
+    alone = _consistent_edges(edges, sample_mm=0.5)
+    assert alone["anterior"] == (44.0, 96.0, "mask")            # 7 mm is too far for one vertebra's own rule
+    scan = _consistent_edges(edges, sample_mm=0.5, typical_moves=(-14.0, 14.0))
+    assert scan["anterior"] == (30.0, 110.0, "ct")
+    assert scan["middle"] == (30.0, 110.0, "ct")                 # missing: the scan's typical move
+    assert scan["posterior"] == (31.0, 110.0, "ct")              # 11 mm: 4 mm from typical, replaced
+
+
+def test_heights_of_a_scan_whose_masks_are_all_two_voxels_short():
+    ct, mask = tilted_spine({20: (26, 26), 21: (17, 26), 22: (26, 26)})
+    short = sitk.Cast(sitk.BinaryErode(mask != 0, [0, 0, 7]), sitk.sitkUInt8) * mask   # 7 mm off each endplate
+    report = measure_spine(short, ct)
+    for label, (anterior, posterior) in ((20, (26, 26)), (21, (17, 26)), (22, (26, 26))):
+        for key, value in expected_heights(anterior, posterior).items():
+            assert abs(report[label][key] - value) <= 1.0, (label, key, report[label][key], value)
+    assert report[20]["morphometric_grade"] == 0 and report[21]["morphometric_grade"] >= 2
+
+
 @pytest.mark.parametrize("tilt", [0.0, 20.0])
 def test_a_body_cut_by_the_scans_border_is_not_measured(tilt):
     # The scan ends 6 mm below L1's upper endplate (obliquely when tilted): the edge there is the scan's, and the

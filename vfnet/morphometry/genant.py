@@ -21,7 +21,7 @@ except ImportError:
 from vfnet.errors import PlanError
 from vfnet.labels import GRADABLE_LABELS
 from vfnet.morphometry.frame import cranio_caudal_axis, local_frame, neighbours
-from vfnet.morphometry.heights import BodyHeights, measure_body
+from vfnet.morphometry.heights import BodyHeights, case_typical_moves, measure_body, settle
 from vfnet.typical_sizes import SPINE_LABELS, typical_body_size_mm
 
 GENANT_THRESHOLDS = (0.20, 0.25, 0.40)
@@ -70,6 +70,9 @@ def measure_spine(mask: sitk.Image, ct: sitk.Image | None,
                                       scan=mask if label in cut else None)
         if label in cut:
             heights[label].notes.append("the vertebra touches the border of the scan")
+    typical_moves = case_typical_moves(heights.values())
+    for body in heights.values():
+        settle(body, typical_moves=typical_moves)
     wanted = list(centres) if labels is None else [int(label) for label in labels]
     return {label: _report(label, heights, axes, centres) for label in wanted}
 

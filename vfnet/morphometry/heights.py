@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Iterable
 
 import numpy as np
 
@@ -42,6 +42,9 @@ DISC_MM = 6.0                   # soft tissue is sampled this far beyond each en
 MIN_CONTRAST_HU = 50.0
 BORDER_MARGIN_MM = 1.0          # an endplate this close to the scan's border may lie outside it: not measured
 MAX_SHIFT_MM = 6.0              # the CT may move a mask's endplate this far: two voxels of 3 mm slices
+CASE_MOVE_LIMIT_MM = 10.0       # moves up to this far count towards the scan's typical move of an endplate ...
+CASE_TOLERANCE_MM = 3.0         # ... and a move this far from that typical move is accepted
+MIN_CASE_MOVES = 6              # endplates found on the CT needed for a typical move (else: per vertebra)
 MIN_TURN_DEGREES = 2.0          # the slab is turned onto the body's own endplates when they tilt more than this
 MAX_TURN_DEGREES = 25.0
 POSITIONS = {"anterior": EDGE_FRACTION, "middle": 0.5, "posterior": 1.0 - EDGE_FRACTION}
@@ -55,6 +58,8 @@ class BodyHeights:
     body_depth_mm: float = float("nan")
     endplates_from: str = ""             # "ct" (refined on the image), "mask", or "" when unmeasured
     notes: list[str] = field(default_factory=list)
+    # Per position {"mask": (lower, upper), "ct": (lower, upper) or None}, slab samples: what `settle` decides on.
+    endplate_edges: dict[str, dict] = field(default_factory=dict, repr=False)
 
     @property
     def measured(self) -> bool:
@@ -173,16 +178,49 @@ def heights_on_slab(mask: np.ndarray, hu: np.ndarray | None, sample_mm: float = 
         if in_scan is not None and _cut_by_scan(mask_profile, in_scan[:, columns, :], sample_mm):
             result.notes.append("the body is cut by the border of the scan")
             return result
+    result.endplate_edges = edges
+    return settle(result, sample_mm)
+
+
+def settle(result: BodyHeights, sample_mm: float = SAMPLE_MM,
+           typical_moves: tuple[float | None, float | None] = (None, None)) -> BodyHeights:
+    """Set the heights from the endplates found (`result.endplate_edges`). With the scan's typical move of each
+    endplate (`typical_moves`, from `case_typical_moves`), a CT endplate is accepted within CASE_TOLERANCE_MM of
+    it; otherwise within MAX_SHIFT_MM of the mask, as for a vertebra measured alone."""
+    if not result.endplate_edges:
+        return result
     sources = set()
-    for name, (lower, upper, source) in _consistent_edges(edges, sample_mm).items():
+    for name, (lower, upper, source) in _consistent_edges(result.endplate_edges, sample_mm, typical_moves).items():
         setattr(result, f"{name}_mm", float(upper - lower) * sample_mm)
         sources.add(source)
+    unmeasured_note = "the body touches the end of the measuring grid or has no endplates"
     if not result.measured:
-        result.notes.append("the body touches the end of the measuring grid or has no endplates")
+        if unmeasured_note not in result.notes:
+            result.notes.append(unmeasured_note)
         result.endplates_from = ""
     else:
+        result.notes = [note for note in result.notes if note != unmeasured_note]
         result.endplates_from = "ct" if sources == {"ct"} else "mask" if sources == {"mask"} else "ct+mask"
     return result
+
+
+def case_typical_moves(bodies: Iterable[BodyHeights], sample_mm: float = SAMPLE_MM
+                       ) -> tuple[float | None, float | None]:
+    """The median CT move (slab samples) of the lower and of the upper endplates over every vertebra of a scan,
+    or None where fewer than MIN_CASE_MOVES were found. A segmentation model's masks are off by much the same
+    amount everywhere in a scan (eroded, dilated, shifted), so the scan-wide move tells a genuine correction
+    (two voxels of an eroded mask: 6 mm on 3 mm slices) from a ridge across a thin disc (9-12 mm, or a few mm
+    the wrong way), which one vertebra's three positions cannot."""
+    limit = CASE_MOVE_LIMIT_MM / sample_mm
+    moves: tuple[list[float], list[float]] = ([], [])
+    for body in bodies:
+        for found in body.endplate_edges.values():
+            if found["mask"] and found["ct"]:
+                for side in (0, 1):
+                    move = found["ct"][side] - found["mask"][side]
+                    if abs(move) <= limit:
+                        moves[side].append(move)
+    return tuple(float(np.median(side)) if len(side) >= MIN_CASE_MOVES else None for side in moves)
 
 
 def _body_extent(inside: np.ndarray, sample_mm: float) -> tuple[int, int, bool]:
@@ -231,15 +269,27 @@ def _cut_by_scan(mask_profile: np.ndarray, in_scan: np.ndarray, sample_mm: float
     return not bool(in_scan[first:last + 1].all())
 
 
-def _consistent_edges(edges: dict[str, dict], sample_mm: float) -> dict[str, tuple[float, float, str]]:
-    """(lower, upper, source) per position. The CT corrects a mask that is a voxel or two off, so it moves an
-    endplate by at most MAX_SHIFT_MM; a larger move caught another ridge (the neighbour's endplate across a thin
-    disc on thick slices) and is replaced, like a position where the CT shows no endplate, by the median move of
-    the same endplate at the other positions (a mask's error is much the same along one endplate)."""
+def _consistent_edges(edges: dict[str, dict], sample_mm: float,
+                      typical_moves: tuple[float | None, float | None] = (None, None)
+                      ) -> dict[str, tuple[float, float, str]]:
+    """(lower, upper, source) per position. The CT corrects a mask that is a voxel or two off. Where the scan's
+    typical move of an endplate is known, a move within CASE_TOLERANCE_MM of it is accepted and any other move
+    (or a position where the CT shows no endplate) takes the typical move. Otherwise a move of at most
+    MAX_SHIFT_MM is accepted; a larger one caught another ridge (the neighbour's endplate across a thin disc on
+    thick slices) and takes, like a missing one, the median move of the same endplate at the other positions (a
+    mask's error is much the same along one endplate)."""
     limit = MAX_SHIFT_MM / sample_mm
     plausible = {side: [e["ct"][side] - e["mask"][side] for e in edges.values() if e["mask"] and e["ct"] and
                         abs(e["ct"][side] - e["mask"][side]) <= limit] for side in (0, 1)}
-    typical = {side: float(np.median(moves)) if moves else None for side, moves in plausible.items()}
+    own = {side: float(np.median(moves)) if moves else None for side, moves in plausible.items()}
+
+    def accepted(move: float | None, side: int) -> float | None:
+        scan_move = typical_moves[side]
+        if scan_move is not None:
+            return move if move is not None and abs(move - scan_move) <= CASE_TOLERANCE_MM / sample_mm \
+                else scan_move
+        return move if move is not None and abs(move) <= limit else own[side]
+
     result: dict[str, tuple[float, float, str]] = {}
     for name, found in edges.items():
         if found["mask"] is None:
@@ -247,9 +297,7 @@ def _consistent_edges(edges: dict[str, dict], sample_mm: float) -> dict[str, tup
             continue
         sides = []
         for side in (0, 1):
-            move = found["ct"][side] - found["mask"][side] if found["ct"] else None
-            if move is None or abs(move) > limit:
-                move = typical[side]
+            move = accepted(found["ct"][side] - found["mask"][side] if found["ct"] else None, side)
             sides.append(None if move is None else found["mask"][side] + move)
         if None in sides:
             result[name] = (*found["mask"], "mask")
