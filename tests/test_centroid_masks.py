@@ -54,4 +54,3 @@ def test_an_osteoporotic_body_is_found_from_its_thin_cortex():
     estimated = sitk.GetArrayFromImage(estimate_vertebra_mask(osteoporotic, mask_centres(mask)))
     for label in PHANTOM_LABELS:
         assert _dice(estimated == label, truth == label) > 0.9, label
-

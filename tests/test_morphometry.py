@@ -115,7 +115,8 @@ def test_the_scans_typical_move_accepts_two_voxels_and_rejects_a_ridge_across_th
     assert scan["posterior"] == (31.0, 110.0, "ct")              # 11 mm: 4 mm from typical, replaced
 
 
-def test_heights_of_a_scan_whose_masks_are_all_two_voxels_short():
+def test_heights_when_every_mask_of_the_scan_is_7_mm_short():
+    # Two voxels of 3.5 mm slices: more than one vertebra's own rule lets the CT move an endplate (MAX_SHIFT_MM).
     ct, mask = tilted_spine({20: (26, 26), 21: (17, 26), 22: (26, 26)})
     short = sitk.Cast(sitk.BinaryErode(mask != 0, [0, 0, 7]), sitk.sitkUInt8) * mask   # 7 mm off each endplate
     report = measure_spine(short, ct)
@@ -127,7 +128,7 @@ def test_heights_of_a_scan_whose_masks_are_all_two_voxels_short():
 
 @pytest.mark.parametrize("tilt", [0.0, 20.0])
 def test_a_body_cut_by_the_scans_border_is_not_measured(tilt):
-    # The scan ends 6 mm below L1's upper endplate (obliquely when tilted): the edge there is the scan's, and the
+    # The scan ends 7 mm below L1's upper endplate (obliquely when tilted): the edge there is the scan's, and the
     # "heights" it gives would read as a crush. L1 is unmeasured, and L2's neighbours' height ignores it.
     ct, mask = tilted_spine({20: (26, 26), 21: (26, 26), 22: (26, 26)}, tilt)
     report = measure_spine(mask[:, :, :110], ct[:, :, :110])   # z voxel centres up to 39.5 mm; L1 reaches 47 mm
