@@ -47,10 +47,9 @@ def main() -> None:
             ct = sitk.ReadImage(str(case.image))
             mask = degrade(sitk.ReadImage(str(case.mask)), condition)
             if condition == "centroids":
-                centroid_masks.BONE_HU = bone_hu
                 statistics = mask_statistics(mask)
                 mask = centroid_masks.estimate_vertebra_mask(
-                    ct, {int(label): statistics.GetCentroid(label) for label in statistics.GetLabels()})
+                    ct, {int(label): statistics.GetCentroid(label) for label in statistics.GetLabels()}, bone_hu)
             report = measure_spine(mask, ct, sorted(case.grades))
             for label, grade in case.grades.items():
                 measured = report.get(int(label), {}).get("morphometric_grade")

@@ -9,7 +9,6 @@ Every predictions.csv below each folder is read; vertebrae are paired by (case, 
 ones that both folders predicted count. Differences (NEW - OLD) come with patient-level paired bootstrap 95 %
 intervals, as in paired_comparison.py.
 """
-import csv
 import sys
 from pathlib import Path
 
@@ -20,16 +19,14 @@ from common import base_parser, machine, write_result  # noqa: E402
 
 from vfnet.dataset.format import load_raw_dataset  # noqa: E402
 from vfnet.evaluation.bootstrap import paired_difference_intervals  # noqa: E402
+from vfnet.evaluation.tables import read_predictions  # noqa: E402
 
 
 def read_probabilities(folder: Path, graded: set[tuple[str, int]]) -> dict[tuple[str, int], list[float]]:
     probabilities = {}
-    for table in sorted(folder.rglob("predictions.csv")):
-        with open(table, newline="") as handle:
-            for row in csv.DictReader(handle):
-                key = (row["case"], int(row["vertebra"]))
-                if key in graded:
-                    probabilities[key] = [float(row[f"p{grade}"]) for grade in range(4)]
+    for path in sorted(folder.rglob("predictions.csv")):
+        table = read_predictions(path)
+        probabilities.update({key: list(p) for key, p in zip(table.keys, table.probabilities) if key in graded})
     return probabilities
 
 

@@ -41,13 +41,14 @@ LONE_DISC_MM = 8.0         # a lone vertebra (no neighbouring centroid): typical
 MIN_PIECE_FRACTION = 0.2   # of a vertebra's largest connected piece
 
 
-def estimate_vertebra_mask(image: sitk.Image, centroids: Mapping[int, Point]) -> sitk.Image:
-    """A UInt8 VerSe-labelled mask on `image`'s grid with one estimated vertebra per centroid (x, y, z mm)."""
+def estimate_vertebra_mask(image: sitk.Image, centroids: Mapping[int, Point], bone_hu: float = BONE_HU) -> sitk.Image:
+    """A UInt8 VerSe-labelled mask on `image`'s grid with one estimated vertebra per centroid (x, y, z mm);
+    `bone_hu` is the bone threshold (benchmarks compare others)."""
     labels = sorted(int(label) for label in centroids)
     points = np.array([centroids[label] for label in labels], dtype=float)
     start, size = _region_around(image, points)
     hu = sitk.GetArrayFromImage(sitk.RegionOfInterest(image, size, start))
-    bone = hu > BONE_HU
+    bone = hu > bone_hu
     voxels = np.argwhere(bone)                                   # (z, y, x) indices in the region
     world = index_to_world(image, voxels[:, ::-1] + np.asarray(start))
     assigned = _nearest_vertebra(world, labels, points, centroids)

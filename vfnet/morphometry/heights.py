@@ -48,6 +48,7 @@ MIN_CASE_MOVES = 6              # endplates found on the CT needed for a typical
 MIN_TURN_DEGREES = 2.0          # the slab is turned onto the body's own endplates when they tilt more than this
 MAX_TURN_DEGREES = 25.0
 POSITIONS = {"anterior": EDGE_FRACTION, "middle": 0.5, "posterior": 1.0 - EDGE_FRACTION}
+NO_ENDPLATES_NOTE = "the body touches the end of the measuring grid or has no endplates"
 
 
 @dataclass
@@ -109,19 +110,18 @@ def measure_body(label_mask: sitk.Image, ct: sitk.Image | None, centre_mm, frame
         along_endplates /= np.linalg.norm(along_endplates)
         frame = np.stack([left, along_endplates, np.cross(left, along_endplates)], axis=1)
         mask = resample_slab(label_mask, slab_grid(centre_mm, frame), 0.0)
-    hu = resample_slab(ct, slab_grid(centre_mm, frame), -1024.0) if ct is not None else None
-    in_scan = inside_scan(scan, slab_grid(centre_mm, frame)) if scan is not None else None
+    grid = slab_grid(centre_mm, frame)
+    hu = resample_slab(ct, grid, -1024.0) if ct is not None else None
+    in_scan = inside_scan(scan, grid) if scan is not None else None
     return heights_on_slab(mask, hu, in_scan=in_scan)
 
 
 def inside_scan(scan: sitk.Image, grid: sitk.Image) -> np.ndarray:
     """True where a sample of the slab `grid` lies inside `scan`'s voxels (array axes as resample_slab)."""
-    from vfnet.preprocessing.crop import index_to_world, world_to_index   # needs SimpleITK, as measuring does
+    from vfnet.preprocessing.crop import index_to_world, points_inside_scan   # needs SimpleITK, as measuring does
     size = grid.GetSize()
     indices = np.stack(np.meshgrid(*[np.arange(n) for n in size], indexing="ij"), axis=-1).reshape(-1, 3)
-    scan_indices = world_to_index(scan, index_to_world(grid, indices))
-    inside = np.all((scan_indices > -0.5) & (scan_indices < np.asarray(scan.GetSize()) - 0.5), axis=1)
-    return inside.reshape(size).transpose(2, 1, 0)
+    return points_inside_scan(scan, index_to_world(grid, indices)).reshape(size).transpose(2, 1, 0)
 
 
 def endplate_slope(mask: np.ndarray, sample_mm: float = SAMPLE_MM) -> float | None:
@@ -193,13 +193,12 @@ def settle(result: BodyHeights, sample_mm: float = SAMPLE_MM,
     for name, (lower, upper, source) in _consistent_edges(result.endplate_edges, sample_mm, typical_moves).items():
         setattr(result, f"{name}_mm", float(upper - lower) * sample_mm)
         sources.add(source)
-    unmeasured_note = "the body touches the end of the measuring grid or has no endplates"
+    # settle runs again once the scan's typical move is known: the note is decided afresh each time.
+    result.notes = [note for note in result.notes if note != NO_ENDPLATES_NOTE]
     if not result.measured:
-        if unmeasured_note not in result.notes:
-            result.notes.append(unmeasured_note)
+        result.notes.append(NO_ENDPLATES_NOTE)
         result.endplates_from = ""
     else:
-        result.notes = [note for note in result.notes if note != unmeasured_note]
         result.endplates_from = "ct" if sources == {"ct"} else "mask" if sources == {"mask"} else "ct+mask"
     return result
 
@@ -211,16 +210,22 @@ def case_typical_moves(bodies: Iterable[BodyHeights], sample_mm: float = SAMPLE_
     amount everywhere in a scan (eroded, dilated, shifted), so the scan-wide move tells a genuine correction
     (two voxels of an eroded mask: 6 mm on 3 mm slices) from a ridge across a thin disc (9-12 mm, or a few mm
     the wrong way), which one vertebra's three positions cannot."""
-    limit = CASE_MOVE_LIMIT_MM / sample_mm
+    return _median_moves([body.endplate_edges for body in bodies], CASE_MOVE_LIMIT_MM / sample_mm, MIN_CASE_MOVES)
+
+
+def _median_moves(edge_sets: Iterable[dict[str, dict]], limit: float,
+                  min_count: int) -> tuple[float | None, float | None]:
+    """Median CT move (samples) of the lower and of the upper endplate over every position of `edge_sets` where
+    both were found, counting moves up to `limit`; None for a side with fewer than `min_count` of them."""
     moves: tuple[list[float], list[float]] = ([], [])
-    for body in bodies:
-        for found in body.endplate_edges.values():
+    for edges in edge_sets:
+        for found in edges.values():
             if found["mask"] and found["ct"]:
                 for side in (0, 1):
                     move = found["ct"][side] - found["mask"][side]
                     if abs(move) <= limit:
                         moves[side].append(move)
-    return tuple(float(np.median(side)) if len(side) >= MIN_CASE_MOVES else None for side in moves)
+    return tuple(float(np.median(side)) if len(side) >= min_count else None for side in moves)
 
 
 def _body_extent(inside: np.ndarray, sample_mm: float) -> tuple[int, int, bool]:
@@ -279,9 +284,7 @@ def _consistent_edges(edges: dict[str, dict], sample_mm: float,
     thick slices) and takes, like a missing one, the median move of the same endplate at the other positions (a
     mask's error is much the same along one endplate)."""
     limit = MAX_SHIFT_MM / sample_mm
-    plausible = {side: [e["ct"][side] - e["mask"][side] for e in edges.values() if e["mask"] and e["ct"] and
-                        abs(e["ct"][side] - e["mask"][side]) <= limit] for side in (0, 1)}
-    own = {side: float(np.median(moves)) if moves else None for side, moves in plausible.items()}
+    own = _median_moves([edges], limit, min_count=1)
 
     def accepted(move: float | None, side: int) -> float | None:
         scan_move = typical_moves[side]

@@ -49,10 +49,14 @@ def fraction_inside_scan(image: sitk.Image, centre_mm: Sequence[float], box_zyx_
     steps = np.linspace(-1.0, 1.0, samples_per_axis)
     offsets = np.stack(np.meshgrid(steps, steps, steps, indexing="ij"), axis=-1).reshape(-1, 3) * half
     points = offsets + np.asarray(centre_mm, dtype=float)
-    indices = world_to_index(image, points)   # a voxel's extent is index +- 0.5
+    return float(points_inside_scan(image, points).mean())
+
+
+def points_inside_scan(image: sitk.Image, points_xyz: np.ndarray) -> np.ndarray:
+    """True for each physical point (..., 3) that lies within the scan's voxels (a voxel's extent is index +- 0.5)."""
+    indices = world_to_index(image, points_xyz)
     size = np.asarray(image.GetSize(), dtype=float)
-    inside = np.all((indices >= -0.5) & (indices <= size - 0.5), axis=1)
-    return float(inside.mean())
+    return np.all((indices >= -0.5) & (indices <= size - 0.5), axis=-1)
 
 
 def _index_matrix(image: sitk.Image) -> np.ndarray:
