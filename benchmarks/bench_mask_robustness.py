@@ -25,36 +25,10 @@ from common import (DEFAULT_PHANTOM, base_parser, machine, metrics_with_interval
 
 from vfnet.dataset.format import load_raw_dataset
 from vfnet.dataset.splits import load_splits
+from vfnet.preprocessing.mask_errors import degrade_mask
 
 CONDITIONS = ("perfect", "eroded", "dilated", "shifted", "centroids", "eroded_2", "dilated_2")
 DEFAULT_CONDITIONS = CONDITIONS[:5]
-
-
-def degrade(mask: sitk.Image, condition: str) -> sitk.Image:
-    """The mask of one condition ("eroded", "dilated", "eroded_2", ...: the suffix is the radius in voxels)."""
-    mask = sitk.Cast(mask, sitk.sitkUInt16)
-    condition, _, radius_text = condition.partition("_")
-    radius = int(radius_text or 1)
-    if condition == "eroded":
-        labels = sitk.GetArrayFromImage(mask)
-        eroded = np.zeros_like(labels)
-        for label in np.unique(labels[labels > 0]):
-            kept = sitk.GetArrayFromImage(sitk.BinaryErode(mask == int(label), [radius] * 3))
-            eroded[kept > 0] = label
-        result = sitk.GetImageFromArray(eroded)
-    elif condition == "dilated":
-        labels = sitk.GetArrayFromImage(mask)
-        grown = sitk.GetArrayFromImage(sitk.GrayscaleDilate(mask, [radius] * 3))
-        result = sitk.GetImageFromArray(np.where(labels > 0, labels, grown).astype(labels.dtype))
-    elif condition == "shifted":
-        labels = sitk.GetArrayFromImage(mask)
-        shifted = np.zeros_like(labels)   # moved, not rolled: what leaves the image is lost, nothing wraps around
-        shifted[:, 1:, 2:] = labels[:, :-1, :-2]   # (z, y, x) voxels: (0, 1, 2)
-        result = sitk.GetImageFromArray(shifted)
-    else:
-        return mask
-    result.CopyInformation(mask)
-    return result
 
 
 def prepare_inputs(raw: Path, phantom: Path, cases: list[str], folder: Path, condition: str) -> tuple[Path, list]:
@@ -71,7 +45,8 @@ def prepare_inputs(raw: Path, phantom: Path, cases: list[str], folder: Path, con
             shutil.copy(source, masks / f"{case}_ctd.json")
         else:
             mask = sitk.ReadImage(str(raw / "labelsTr" / f"{case}.nii.gz"))
-            sitk.WriteImage(degrade(mask, condition), str(masks / f"{case}.nii.gz"))
+            degraded = mask if condition == "perfect" else degrade_mask(mask, condition)
+            sitk.WriteImage(degraded, str(masks / f"{case}.nii.gz"))
     option = "--centroids" if condition == "centroids" else "--masks"
     return images, [option, str(masks)]
 

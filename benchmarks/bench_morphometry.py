@@ -17,12 +17,12 @@ import numpy as np
 import SimpleITK as sitk
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_mask_robustness import degrade
 from common import DEFAULT_PHANTOM, base_parser, convert_phantom, machine, metrics_with_intervals, summary_line, write_result
 
 from vfnet.dataset.format import load_raw_dataset
 from vfnet.inference import centroid_masks
 from vfnet.morphometry.genant import mask_statistics, measure_spine
+from vfnet.preprocessing.mask_errors import degrade_mask
 
 DATASET_ID = 505
 
@@ -45,7 +45,9 @@ def main() -> None:
         reference, predicted, patients, unmeasured = [], [], [], 0
         for case in dataset.cases:
             ct = sitk.ReadImage(str(case.image))
-            mask = degrade(sitk.ReadImage(str(case.mask)), condition)
+            mask = sitk.Cast(sitk.ReadImage(str(case.mask)), sitk.sitkUInt16)
+            if condition not in ("perfect", "centroids"):
+                mask = degrade_mask(mask, condition)
             if condition == "centroids":
                 statistics = mask_statistics(mask)
                 mask = centroid_masks.estimate_vertebra_mask(

@@ -17,7 +17,8 @@ from vfnet.dataset.integrity import geometry_mismatches
 from vfnet.errors import DatasetError, VfnetError
 from vfnet.fileio import remove_stale_temporaries
 from vfnet.preprocessing.parallel import map_cases
-from vfnet.preprocessing.preprocessor import preprocess_case
+from vfnet.preprocessing.mask_errors import mask_error_morphometry
+from vfnet.preprocessing.preprocessor import integer_mask, preprocess_case
 from vfnet.preprocessing.samples import (entry_signature, preprocessing_signature, read_properties, remove_sample,
                                          sample_id, sample_ids_on_disk, write_sample)
 
@@ -61,10 +62,16 @@ def preprocess_raw_case(case: RawCase, preprocessing_plan: dict[str, Any], outpu
         raise DatasetError(f"mask {case.mask} is not on the grid of its image {case.image}: {'; '.join(differences)}.")
     centroids = read_centroids(case.centroids, image) if case.centroids is not None else None
     crops = preprocess_case(image, mask, centroids, sorted(case.grades), preprocessing_plan)
+    # Training only: the ratios the same vertebrae would give with a mask a voxel or two off (mask_errors.py).
+    error_names = preprocessing_plan.get("morphometry_mask_errors", []) if preprocessing_plan.get("morphometry") else []
+    variants = (mask_error_morphometry(integer_mask(mask), image, sorted(case.grades), error_names)
+                if error_names and mask is not None else {})
     signature = preprocessing_signature(preprocessing_plan)
     written = []
     for label, (array, properties) in crops.items():
         name = sample_id(case.case_id, label)
+        if label in variants:
+            properties["morphometry_mask_errors"] = variants[label]
         write_sample(output_folder, array, {"sample": name, **properties, "source_file": str(case.image),
                                             **crop_identity(case, label, signature)})
         written.append(name)

@@ -88,18 +88,25 @@ class BatchAugmenter:
 
     # --- mask errors (mask channels only) -----------------------------------------------------------------------
     def _mask_errors(self, mask: torch.Tensor) -> torch.Tensor:
-        """A segmentation model's masks are a voxel or two off: erode or dilate by one voxel, shift by up to
-        `mask_shift_voxels`, so the network does not lean on the exact outline of the mask channel."""
+        """A segmentation model's masks are a voxel or two off: erode or dilate by 1 to `mask_morphology_voxels`
+        voxels (default 1), shift by up to `mask_shift_voxels`, so the network does not lean on the exact outline
+        of the mask channel."""
         count = mask.shape[0]
         if "mask_morphology" in self.probabilities:
             chosen = torch.nonzero(self._chosen("mask_morphology", count)).flatten()
             dilate = torch.rand(len(chosen)) < 0.5
+            largest = int(self.config.get("mask_morphology_voxels", 1))
+            radii = (torch.randint(1, largest + 1, (len(chosen),)) if largest > 1 else   # no draw: same stream
+                     torch.ones(len(chosen), dtype=torch.long))
             if len(chosen):
                 mask = mask.clone()
-                for subset, grow in ((chosen[dilate], True), (chosen[~dilate], False)):
-                    if len(subset):
-                        index = subset.to(mask.device)
-                        mask[index] = _box_max(mask[index]) if grow else 1.0 - _box_max(1.0 - mask[index])
+                for grow in (True, False):
+                    for radius in torch.unique(radii).tolist():
+                        subset = chosen[(dilate == grow) & (radii == radius)]
+                        if len(subset):
+                            index = subset.to(mask.device)
+                            mask[index] = (_grown(mask[index], radius) if grow else
+                                           1.0 - _grown(1.0 - mask[index], radius))
         shift = int(self.config.get("mask_shift_voxels", 0))
         if shift > 0 and "mask_shift" in self.probabilities:
             chosen = torch.nonzero(self._chosen("mask_shift", count)).flatten().tolist()
@@ -158,9 +165,10 @@ class BatchAugmenter:
         return ct
 
 
-def _box_max(volume: torch.Tensor) -> torch.Tensor:
-    """3x3x3 maximum filter of (B, C, Z, Y, X), as three 1-D passes (a box maximum is separable: 9 taps, not 27)."""
-    for kernel in ((3, 1, 1), (1, 3, 1), (1, 1, 3)):
+def _grown(volume: torch.Tensor, radius: int) -> torch.Tensor:
+    """(2r+1)^3 box maximum filter of (B, C, Z, Y, X), as three 1-D passes (a box maximum is separable)."""
+    width = 2 * int(radius) + 1
+    for kernel in ((width, 1, 1), (1, width, 1), (1, 1, width)):
         volume = F.max_pool3d(volume, kernel, stride=1, padding=tuple(k // 2 for k in kernel))
     return volume
 

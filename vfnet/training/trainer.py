@@ -29,6 +29,7 @@ from vfnet.evaluation.degenerate import single_grade_reason
 from vfnet.training.batches import BatchSource
 from vfnet.training.cadence import CheckpointClock, cadence_note, validation_due
 from vfnet.training.centroid_input import CentroidInput
+from vfnet.training.mask_error_input import MaskErrorMorphometry
 from vfnet.training.collapse import collapse_reason
 from vfnet.training.data import SampleSet, load_fold
 from vfnet.training.losses import ContrastiveClassificationLoss
@@ -116,7 +117,8 @@ def run_epoch(model: torch.nn.Module, batches: list[np.ndarray], source: BatchSo
               device: torch.device, training: dict[str, Any], description: str,
               averager: WeightAverage | None = None, raw_model: torch.nn.Module | None = None,
               first_step: int = 0, show_progress: bool = True,
-              centroid_input: CentroidInput | None = None) -> dict[str, float]:
+              centroid_input: CentroidInput | None = None,
+              mask_error_input: MaskErrorMorphometry | None = None) -> dict[str, float]:
     """One epoch of optimisation steps; returns the mean loss terms."""
     model.train()
     # λ = 0: the second view would only feed SupCon, so it is not computed at all.
@@ -129,6 +131,8 @@ def run_epoch(model: torch.nn.Module, batches: list[np.ndarray], source: BatchSo
     morphometry_dropout = float(training.get("morphometry_dropout", 0.0))
     for step, indices in enumerate(progress_bar):
         images, grades, morphometry = source.gather(indices)
+        if mask_error_input is not None and morphometry is not None:
+            morphometry = mask_error_input(morphometry, indices)
         views = [centroid_input(images, morphometry, indices) if centroid_input is not None else (images, morphometry)
                  for _ in range(view_count)]
         inputs = torch.cat([augmenter(view_images) for view_images, _ in views])
@@ -240,6 +244,7 @@ def _train_attempt(run: TrainingRun, rank: int, world_size: int, attempt: int, t
     source = BatchSource(train, device)
     augmenter = BatchAugmenter(training.get("augmentation", {}), run.plans["preprocessing"]["target_spacing"])
     centroid_input = CentroidInput.from_plan(train.properties, run.plans)
+    mask_error_input = MaskErrorMorphometry.from_plan(train, run.plans)
     loss_function = ContrastiveClassificationLoss.from_plan(training).to(device)
     main = distributed.is_main_process()
     progress = ProgressWriter(run.fold_folder, log)
@@ -280,7 +285,8 @@ def _train_attempt(run: TrainingRun, rank: int, world_size: int, attempt: int, t
             started, learning_rate = time.perf_counter(), schedule.current_lr
             values = run_epoch(model, sampler.epoch_batches(epoch), source, augmenter, loss_function, optimizer,
                                schedule, scaler, amp_dtype, device, training, f"epoch {epoch + 1}/{epochs}",
-                               averager, raw_model, epoch * iterations, centroid_input=centroid_input)
+                               averager, raw_model, epoch * iterations, centroid_input=centroid_input,
+                               mask_error_input=mask_error_input)
             values = distributed.mean_over_processes(values, device)
             collapsed, write = None, False
             if main:

@@ -1,0 +1,86 @@
+"""The errors a segmentation model's masks have, made on purpose: eroded, dilated or shifted by a voxel or two.
+
+`degrade_mask` is what the robustness benchmark grades through (benchmarks/bench_mask_robustness.py) and what
+preprocessing measures the training vertebrae on a second time (`mask_error_morphometry`), so the network also
+sees the height ratios a mask a voxel or two off gives, not only the exact ones of the training masks.
+"""
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+import SimpleITK as sitk
+
+from vfnet.errors import PlanError
+from vfnet.morphometry.genant import json_ready, measure_spine
+
+KINDS = ("eroded", "dilated", "shifted")
+SHIFT_VOXELS = (0, 1, 2)   # (z, y, x) voxels of "shifted": a small move along every in-plane axis
+
+
+def parse_mask_error(name: str) -> tuple[str, int]:
+    """"eroded_2" -> ("eroded", 2); a name without a radius means one voxel ("dilated" -> ("dilated", 1))."""
+    kind, _, radius_text = name.partition("_")
+    if kind not in KINDS or not (radius_text == "" or radius_text.isdigit()) or (radius_text and int(radius_text) < 1):
+        raise PlanError(f"Unknown mask error {name!r}: expected eroded_N, dilated_N or shifted (N voxels, N >= 1).")
+    return kind, int(radius_text or 1)
+
+
+def degrade_mask(mask: sitk.Image, name: str) -> sitk.Image:
+    """A VerSe-labelled integer mask with one kind of error, on the same grid.
+
+    eroded_N: every label loses the voxels within N voxels (ball) of another label or the background;
+    dilated_N: every label grows by N voxels into the background (labels never overwrite each other);
+    shifted: the whole mask moves by SHIFT_VOXELS; what leaves the image is lost, nothing wraps around.
+    """
+    kind, radius = parse_mask_error(name)
+    mask = sitk.Cast(mask, sitk.sitkUInt16)
+    labels = sitk.GetArrayFromImage(mask)
+    if kind == "eroded":
+        # Per label (a ball the size of the radius must lie inside it): one erosion per label keeps two labels
+        # that touch from eroding only where they meet the background.
+        eroded = np.zeros_like(labels)
+        statistics = sitk.LabelShapeStatisticsImageFilter()
+        statistics.Execute(mask)
+        for label in statistics.GetLabels():
+            start, size = _padded_box(statistics.GetBoundingBox(label), radius, mask.GetSize())
+            region = sitk.RegionOfInterest(mask, size, start) == int(label)
+            kept = sitk.GetArrayFromImage(sitk.BinaryErode(region, [radius] * 3)) > 0
+            window = tuple(slice(b, b + n) for b, n in zip(start[::-1], size[::-1]))
+            eroded[window][kept] = label
+        result = eroded
+    elif kind == "dilated":
+        grown = sitk.GetArrayFromImage(sitk.GrayscaleDilate(mask, [radius] * 3))
+        result = np.where(labels > 0, labels, grown).astype(labels.dtype)
+    else:
+        result = np.zeros_like(labels)
+        dz, dy, dx = SHIFT_VOXELS
+        result[dz:, dy:, dx:] = labels[:labels.shape[0] - dz, :labels.shape[1] - dy, :labels.shape[2] - dx]
+    image = sitk.GetImageFromArray(result)
+    image.CopyInformation(mask)
+    return image
+
+
+def _padded_box(box: Sequence[int], radius: int, image_size: Sequence[int]) -> tuple[list[int], list[int]]:
+    """(start, size) of a label's bounding box grown by the radius plus a voxel, inside the image."""
+    start = [max(0, int(b) - radius - 1) for b in box[:3]]
+    stop = [min(int(n), int(b) + int(s) + radius + 1) for b, s, n in zip(box[:3], box[3:], image_size)]
+    return start, [e - s for s, e in zip(start, stop)]
+
+
+def mask_error_morphometry(mask: sitk.Image, ct: sitk.Image, labels: Iterable[int],
+                           names: Sequence[str]) -> dict[int, dict[str, Any]]:
+    """{label: {error name: the vertebra's morphometry measured on the degraded mask, or None}}.
+
+    None where the degraded mask no longer holds the vertebra (eroded away) or its body cannot be measured:
+    training then sees that vertebra's ratios as unavailable, as prediction would.
+    """
+    labels = [int(label) for label in labels]
+    result: dict[int, dict[str, Any]] = {label: {} for label in labels}
+    for name in names:
+        degraded = degrade_mask(mask, name)
+        statistics = sitk.LabelShapeStatisticsImageFilter()
+        statistics.Execute(degraded)
+        present = [label for label in labels if statistics.HasLabel(label)]
+        measured = measure_spine(degraded, ct, present) if present else {}
+        for label in labels:
+            result[label][name] = json_ready(measured[label]) if label in measured else None
+    return result
