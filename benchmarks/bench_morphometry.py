@@ -20,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import DEFAULT_PHANTOM, base_parser, convert_phantom, machine, metrics_with_intervals, summary_line, write_result
 
 from vfnet.dataset.format import load_raw_dataset
-from vfnet.inference import centroid_masks
+from vfnet.preprocessing import centroid_masks
 from vfnet.morphometry.genant import mask_statistics, measure_spine
 from vfnet.preprocessing.mask_errors import degrade_mask
 

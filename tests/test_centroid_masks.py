@@ -4,7 +4,7 @@ import SimpleITK as sitk
 from scipy import ndimage
 
 from test_inference_phantom import PHANTOM_LABELS, phantom
-from vfnet.inference.centroid_masks import estimate_vertebra_mask
+from vfnet.preprocessing.centroid_masks import estimate_vertebra_mask
 from vfnet.preprocessing.preprocessor import mask_centres
 
 

@@ -97,6 +97,18 @@ def test_overrides_and_plan_variant(tiny_dataset):
     assert not (out / "vfnetPlans.json").exists()
 
 
+def test_training_crops_carry_the_ratios_of_degraded_masks(tiny_dataset):
+    folders, _ = tiny_dataset
+    arguments = ["-d", "1", "-np", "1", "-pl", "vfnetPlans_errors", "--override",
+                 'preprocessing.morphometry_mask_errors=["eroded_1", "dilated_2"]']
+    assert plan_and_preprocess.main(arguments) == 0
+    folder = folders["vfnet_preprocessed"] / NAME / "vfnetPlans_errors_3d"
+    from_mask = read_properties(folder, "tiny000_20")
+    assert set(from_mask["morphometry_mask_errors"]) == {"eroded_1", "dilated_2"}
+    assert from_mask["morphometry_mask_errors"]["dilated_2"]["middle_mm"] != from_mask["morphometry"]["middle_mm"]
+    assert "morphometry_mask_errors" not in read_properties(folder, "tiny010_20")   # centroid only: no mask
+
+
 def test_command_line_error_is_one_line(vfnet_folders):
     result = subprocess.run([sys.executable, "-m", "vfnet.cli.plan_experiment", "-d", "9"],
                             capture_output=True, text=True)

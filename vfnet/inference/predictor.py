@@ -17,7 +17,7 @@ from vfnet.dataset.image_io import check_finite, orientation_code, read_image
 from vfnet.errors import VfnetError
 from vfnet.fileio import remove_stale_temporaries
 from vfnet.inference.case_extras import CaseExtras
-from vfnet.inference.centroid_masks import estimate_vertebra_mask
+from vfnet.preprocessing.centroid_masks import estimate_vertebra_mask
 from vfnet.inference.configurations import load_configuration_models
 from vfnet.inference.decisions import Decisions
 from vfnet.inference.ensemble import FoldEnsemble, checkpoint_path
@@ -170,7 +170,7 @@ def predict_case(case: InputCase, ensemble: FoldEnsemble, plans: dict[str, Any],
 def vertebra_source(case: InputCase, image: sitk.Image, settings: PredictSettings,
                     single_case: bool) -> VertebraSource:
     """Vertebrae from --centroids, from --masks, or from a mask / centroid file found beside the CT; centroid input
-    gets masks estimated from the CT (inference/centroid_masks.py) unless settings ask for the ellipsoid."""
+    gets masks estimated from the CT (preprocessing/centroid_masks.py) unless settings ask for the ellipsoid."""
     source = _given_vertebrae(case, image, settings, single_case)
     if source.mask_image is None and settings.centroid_masks == "estimate":
         source.mask_image = estimate_vertebra_mask(image, source.centroids)

@@ -73,6 +73,8 @@ def plan_experiment(fingerprint: dict[str, Any], budget_name: str = "cpu",
     mask_settings, mask_probabilities = training_rules.mask_errors(reasons)
     training["augmentation"].update(mask_settings)
     training["augmentation"]["probabilities"].update(mask_probabilities)
+    error_preprocessing, error_training = training_rules.mask_error_morphometry(reasons)
+    training.update(error_training)
     network.update(training_rules.morphometric_branch(reasons))
     reasons["training.min_fraction_in_view"] = (
         f"{MIN_FRACTION_IN_VIEW}: a vertebra with less of its typical body box inside the scan may have lost the "
@@ -85,7 +87,7 @@ def plan_experiment(fingerprint: dict[str, Any], budget_name: str = "cpu",
         "crop_size": crop_size, "background_hu": BACKGROUND_HU, "ct_interpolation": "linear",
         "ct_channels": [{"name": "bone", "clip": clip, "center": round(intensity["mean"], 3),
                          "scale": round(max(intensity["std"], MIN_INTENSITY_STD_HU), 3)}],
-        "mask_channel": "target_vertebra", "num_input_channels": 2, "morphometry": True}
+        "mask_channel": "target_vertebra", "num_input_channels": 2, "morphometry": True, **error_preprocessing}
     reasons["preprocessing.ct_channels"] = (
         f"nnU-Net's CT normalisation from {intensity['num_samples']} voxels sampled inside the graded vertebrae: "
         f"clip to their 0.5/99.5 percentiles [{intensity['percentile_00_5']:.0f}, "

@@ -6,6 +6,7 @@ from typing import Any, Iterable
 
 from vfnet.errors import PlanError, VfnetError
 from vfnet.fileio import read_json, write_json
+from vfnet.preprocessing.mask_errors import parse_mask_error
 
 REQUIRED_SECTIONS = ("plans_name", "dataset_name", "data_identifier", "grades_present", "preprocessing", "network",
                      "training")
@@ -77,6 +78,11 @@ def _validate_preprocessing(section: Any, where: str) -> None:
         _check(_number(channel["scale"]) and channel["scale"] > 0, where, key + ".scale", "must be positive")
     _check(section.get("num_input_channels") == len(channels) + 1, where, "preprocessing.num_input_channels",
            f"must be {len(channels) + 1} (the CT channels plus the target-vertebra mask)")
+    errors = section.get("morphometry_mask_errors", [])   # optional: older plans measure exact masks only
+    _check(isinstance(errors, list) and all(isinstance(name, str) for name in errors), where,
+           "preprocessing.morphometry_mask_errors", "must be a list of names such as eroded_1, dilated_2")
+    for name in errors:
+        parse_mask_error(name)   # raises PlanError naming the unknown error
 
 
 def _validate_network(section: Any, preprocessing: dict[str, Any], where: str) -> None:
@@ -115,6 +121,10 @@ def _validate_training(section: Any, where: str) -> None:
     weights = section.get("ce_class_weights")
     _check(isinstance(weights, list) and len(weights) == 4 and all(_number(w) and w >= 0 for w in weights)
            and sum(weights) > 0, where, "training.ce_class_weights", "must be four non-negative numbers, not all 0")
+    for key in ("mask_error_morphometry_probability", "centroid_input_probability", "morphometry_dropout"):
+        if key in section:   # optional: older plans train without them
+            _check(_number(section[key]) and 0 <= section[key] <= 1, where, f"training.{key}",
+                   "must be between 0 and 1")
     if "min_fraction_in_view" in section:   # optional: plans written before it existed train on every crop
         value = section["min_fraction_in_view"]
         _check(_number(value) and 0 <= value <= 1, where, "training.min_fraction_in_view", "must be between 0 and 1")

@@ -1,16 +1,21 @@
 """The errors a segmentation model's masks have, made on purpose: eroded, dilated or shifted by a voxel or two.
 
 `degrade_mask` is what the robustness benchmark grades through (benchmarks/bench_mask_robustness.py) and what
-preprocessing measures the training vertebrae on a second time (`mask_error_morphometry`), so the network also
-sees the height ratios a mask a voxel or two off gives, not only the exact ones of the training masks.
+preprocessing measures the training vertebrae on a second time (measurement.mask_error_morphometry), so the network
+also sees the height ratios a mask a voxel or two off gives, not only the exact ones of the training masks.
 """
-from typing import Any, Iterable, Sequence
+from __future__ import annotations
+
+from typing import Sequence
 
 import numpy as np
-import SimpleITK as sitk
+
+try:   # degrading needs SimpleITK; checking a plan's error names (training on a GPU machine) does not
+    import SimpleITK as sitk
+except ImportError:
+    sitk = None
 
 from vfnet.errors import PlanError
-from vfnet.morphometry.genant import json_ready, measure_spine
 
 KINDS = ("eroded", "dilated", "shifted")
 SHIFT_VOXELS = (0, 1, 2)   # (z, y, x) voxels of "shifted": a small move along every in-plane axis
@@ -64,23 +69,3 @@ def _padded_box(box: Sequence[int], radius: int, image_size: Sequence[int]) -> t
     start = [max(0, int(b) - radius - 1) for b in box[:3]]
     stop = [min(int(n), int(b) + int(s) + radius + 1) for b, s, n in zip(box[:3], box[3:], image_size)]
     return start, [e - s for s, e in zip(start, stop)]
-
-
-def mask_error_morphometry(mask: sitk.Image, ct: sitk.Image, labels: Iterable[int],
-                           names: Sequence[str]) -> dict[int, dict[str, Any]]:
-    """{label: {error name: the vertebra's morphometry measured on the degraded mask, or None}}.
-
-    None where the degraded mask no longer holds the vertebra (eroded away) or its body cannot be measured:
-    training then sees that vertebra's ratios as unavailable, as prediction would.
-    """
-    labels = [int(label) for label in labels]
-    result: dict[int, dict[str, Any]] = {label: {} for label in labels}
-    for name in names:
-        degraded = degrade_mask(mask, name)
-        statistics = sitk.LabelShapeStatisticsImageFilter()
-        statistics.Execute(degraded)
-        present = [label for label in labels if statistics.HasLabel(label)]
-        measured = measure_spine(degraded, ct, present) if present else {}
-        for label in labels:
-            result[label][name] = json_ready(measured[label]) if label in measured else None
-    return result

@@ -7,8 +7,9 @@ import SimpleITK as sitk
 from vfnet.dataset.image_io import orientation_code
 from vfnet.errors import DatasetError
 from vfnet.labels import level_name
-from vfnet.morphometry.genant import json_ready, mask_statistics, measure_spine
+from vfnet.morphometry.genant import json_ready, mask_statistics
 from vfnet.preprocessing.crop import canonical_spacing, crop_grid, fraction_inside_scan, resample_ct, resample_label
+from vfnet.preprocessing.measurement import measure_vertebrae
 from vfnet.preprocessing.normalization import normalize_ct
 from vfnet.preprocessing.target_channel import centroid_channel
 from vfnet.typical_sizes import typical_body_size_mm
@@ -76,7 +77,7 @@ def preprocess_case(image: sitk.Image, mask_image: sitk.Image | None, centroids:
     orientation = orientation_code(image)
     morphometry = {}
     if preprocessing_plan.get("morphometry", False) and in_mask:
-        morphometry = measure_spine(mask, image, [label for label in labels if label in in_mask])
+        morphometry = measure_vertebrae(mask, image, [label for label in labels if label in in_mask])
     results: dict[int, tuple[np.ndarray, dict[str, Any]]] = {}
     for label in labels:
         centre = centres[label]

@@ -17,7 +17,7 @@ from vfnet.dataset.integrity import geometry_mismatches
 from vfnet.errors import DatasetError, VfnetError
 from vfnet.fileio import remove_stale_temporaries
 from vfnet.preprocessing.parallel import map_cases
-from vfnet.preprocessing.mask_errors import mask_error_morphometry
+from vfnet.preprocessing.measurement import mask_error_morphometry
 from vfnet.preprocessing.preprocessor import integer_mask, preprocess_case
 from vfnet.preprocessing.samples import (entry_signature, preprocessing_signature, read_properties, remove_sample,
                                          sample_id, sample_ids_on_disk, write_sample)
