@@ -1,8 +1,10 @@
 """Morphometry alone on the phantom benchmark: Genant's thresholds on the measured height loss, no learning.
 
-For every graded vertebra of the converted phantom, `vfnet.morphometry.measure_spine` on the stored CT and mask
-(perfect, or every label eroded / dilated by one or two voxels as in bench_mask_robustness.py, or "centroids": the mask
-that vfnet_predict estimates from the CT around the mask's centres of mass), then
+For every graded vertebra of the converted phantom, `vfnet.preprocessing.measurement.measure_vertebrae` (what
+preprocessing stores: vfnet.morphometry's measure_spine, or the CT-estimated mask's where the mask gives no
+believable measurement) on the stored CT and mask (perfect, or every label eroded / dilated by one or two voxels
+as in bench_mask_robustness.py, or "centroids": the mask that vfnet_predict estimates from the CT around the
+mask's centres of mass), then
 `morphometric_grade` against the reference grade; pooled macro-F1 with patient-level bootstrap CIs. Unmeasured
 vertebrae count as grade 0. Nothing is fitted, so there is no train/test split to respect.
 
@@ -20,9 +22,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import DEFAULT_PHANTOM, base_parser, convert_phantom, machine, metrics_with_intervals, summary_line, write_result
 
 from vfnet.dataset.format import load_raw_dataset
+from vfnet.morphometry.genant import mask_statistics
 from vfnet.preprocessing import centroid_masks
-from vfnet.morphometry.genant import mask_statistics, measure_spine
 from vfnet.preprocessing.mask_errors import degrade_mask
+from vfnet.preprocessing.measurement import measure_vertebrae
 
 DATASET_ID = 505
 
@@ -52,7 +55,7 @@ def main() -> None:
                 statistics = mask_statistics(mask)
                 mask = centroid_masks.estimate_vertebra_mask(
                     ct, {int(label): statistics.GetCentroid(label) for label in statistics.GetLabels()}, bone_hu)
-            report = measure_spine(mask, ct, sorted(case.grades))
+            report = measure_vertebrae(mask, ct, sorted(case.grades))
             for label, grade in case.grades.items():
                 measured = report.get(int(label), {}).get("morphometric_grade")
                 unmeasured += measured is None
