@@ -17,7 +17,6 @@ from vfnet.dataset.image_io import check_finite, orientation_code, read_image
 from vfnet.errors import VfnetError
 from vfnet.fileio import remove_stale_temporaries
 from vfnet.inference.case_extras import CaseExtras
-from vfnet.preprocessing.centroid_masks import estimate_vertebra_mask
 from vfnet.inference.configurations import load_configuration_models
 from vfnet.inference.decisions import Decisions
 from vfnet.inference.ensemble import FoldEnsemble, checkpoint_path
@@ -28,8 +27,10 @@ from vfnet.inference.outputs import (case_remarks, field_of_view_note, load_comp
 from vfnet.inference.vertebra_sources import (VertebraSource, find_centroids, find_mask, load_centroid_source,
                                               load_mask_source, sole_mask_like_file)
 from vfnet.labels import level_name
+from vfnet.morphometry.genant import json_ready, morphometry_inputs
 from vfnet.planning.plans import load_plans
-from vfnet.morphometry.genant import json_ready, measure_spine, morphometry_inputs
+from vfnet.preprocessing.centroid_masks import estimate_vertebra_mask
+from vfnet.preprocessing.measurement import measure_vertebrae
 from vfnet.preprocessing.preprocessor import integer_mask, preprocess_case
 
 # A vertebra with less of its crop inside the scan than this is flagged: its heights cannot be measured. The
@@ -143,9 +144,9 @@ def predict_case(case: InputCase, ensemble: FoldEnsemble, plans: dict[str, Any],
         raise VfnetError(f"CT {case.image}: no vertebra of {source.description} could be cropped.")
     if source.mask_image is not None and any("morphometry" not in crops[label][1] for label in labels):
         # A plan without the morphometric branch: the heights are still reported.
-        reports = measure_spine(integer_mask(source.mask_image), image, labels)
+        reports = measure_vertebrae(integer_mask(source.mask_image), image, labels)
         for label in labels:
-            crops[label][1]["morphometry"] = json_ready(reports[label])
+            crops[label][1]["morphometry"] = json_ready(reports[label]) if label in reports else None
     feature_names = plans["network"].get("morphometric_features", [])
     morphometry = morphometry_inputs([crops[label][1] for label in labels], feature_names) if feature_names \
         else None

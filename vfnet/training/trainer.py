@@ -29,10 +29,10 @@ from vfnet.evaluation.degenerate import single_grade_reason
 from vfnet.training.batches import BatchSource
 from vfnet.training.cadence import CheckpointClock, cadence_note, validation_due
 from vfnet.training.centroid_input import CentroidInput
-from vfnet.training.mask_error_input import MaskErrorMorphometry
 from vfnet.training.collapse import collapse_reason
 from vfnet.training.data import SampleSet, load_fold
 from vfnet.training.losses import ContrastiveClassificationLoss
+from vfnet.training.mask_error_input import MaskErrorMorphometry
 from vfnet.training.progress import ProgressWriter, empty_log
 from vfnet.training.rng_streams import checkpoint_entries, gather_rng_states, restore_own_stream
 from vfnet.training.sampler import BalancedBatchSampler
