@@ -4,8 +4,10 @@ import pytest
 import SimpleITK as sitk
 
 from test_morphometry import tilted_spine
+from tiny_spine import phantom
 from vfnet.morphometry.genant import measure_spine
 from vfnet.preprocessing.measurement import ESTIMATED_MASK_NOTE, measure_vertebrae
+from vfnet.typical_sizes import typical_body_size_mm
 
 
 def _with_mask_across_the_canal(mask: sitk.Image, depth_mm: float, half_height_mm: float,
@@ -40,3 +42,12 @@ def test_a_mask_across_the_canal_is_measured_on_the_ct(depth, half_height, probl
     for key in ("anterior_mm", "middle_mm", "posterior_mm"):
         assert abs(report[key] - 26.0) <= 1.0
     assert ESTIMATED_MASK_NOTE.format(problem) in report["notes"]
+
+
+def test_a_doubtful_estimate_does_not_replace_the_masks_measurement():
+    # tiny_spine's boxes have a posterior process joined to the body with no canal: the body measures far too deep
+    # on the mask and on the CT's estimate alike, so the mask's own measurement stays (no note of replacement).
+    ct, mask = phantom({20: 0, 21: 1, 22: 3})
+    on_mask = measure_spine(mask, ct, [20, 21, 22])
+    assert on_mask[20]["body_depth_mm"] > 1.6 * typical_body_size_mm(20)[1]
+    assert measure_vertebrae(mask, ct, [20, 21, 22]) == on_mask

@@ -2,7 +2,7 @@
 
 `measure_vertebrae`: the body morphometry of vfnet.morphometry on the given mask. Two kinds of vertebra are
 measured again on the mask estimated from the CT around the mask's centres, as centroid input is
-(centroid_masks.py), and keep that measurement where it succeeds:
+(centroid_masks.py), and keep that measurement where it succeeds and is itself believable:
 - a mask that leaves no endplates to measure: eroded too far (two voxels off on 3 mm slices take 12 mm from a body,
   and a severe fracture's body is 10-15 mm high);
 - a posterior height below POSTERIOR_FRACTION of the anterior or middle height: no Genant deformity looks like
@@ -45,8 +45,8 @@ def measure_vertebrae(mask: sitk.Image, ct: sitk.Image, labels: Iterable[int]) -
     if doubtful and ct is not None:
         centres = {int(label): statistics.GetCentroid(label) for label in statistics.GetLabels()}
         again = measure_spine(estimate_vertebra_mask(ct, centres), ct, list(doubtful))
-        for label, problem in doubtful.items():
-            if again[label]["morphometric_grade"] is not None:
+        for label, problem in doubtful.items():   # only a believable measurement replaces the mask's
+            if again[label]["morphometric_grade"] is not None and _doubt(label, again[label]) is None:
                 notes = [*again[label]["notes"], ESTIMATED_MASK_NOTE.format(problem)]
                 reports[label] = {**again[label], "notes": notes}
     return reports
