@@ -16,6 +16,7 @@ except ImportError:
     sitk = None
 
 from vfnet.errors import PlanError
+from vfnet.morphometry.genant import mask_statistics
 
 KINDS = ("eroded", "dilated", "shifted")
 SHIFT_VOXELS = (0, 1, 2)   # (z, y, x) voxels of "shifted": a small move along every in-plane axis
@@ -43,8 +44,7 @@ def degrade_mask(mask: sitk.Image, name: str) -> sitk.Image:
         # Per label (a ball the size of the radius must lie inside it): one erosion per label keeps two labels
         # that touch from eroding only where they meet the background.
         eroded = np.zeros_like(labels)
-        statistics = sitk.LabelShapeStatisticsImageFilter()
-        statistics.Execute(mask)
+        statistics = mask_statistics(mask)
         for label in statistics.GetLabels():
             start, size = _padded_box(statistics.GetBoundingBox(label), radius, mask.GetSize())
             region = sitk.RegionOfInterest(mask, size, start) == int(label)

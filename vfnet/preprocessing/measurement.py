@@ -1,6 +1,6 @@
 """What preprocessing measures of each vertebra, at training and at prediction alike.
 
-`measure_vertebrae`: the body morphometry of vfnet.morphometry on the given mask. Two kinds of vertebra are
+`measure_vertebrae`: the body morphometry of vfnet.morphometry on the given mask. Three kinds of vertebra are
 measured again on the mask estimated from the CT around the mask's centres, as centroid input is
 (centroid_masks.py), and keep that measurement where it succeeds and is itself believable:
 - a mask that leaves no endplates to measure: eroded too far (two voxels off on 3 mm slices take 12 mm from a body,
