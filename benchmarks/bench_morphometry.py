@@ -4,12 +4,14 @@ For every graded vertebra of the converted phantom, `vfnet.preprocessing.measure
 preprocessing stores: vfnet.morphometry's measure_spine, or the CT-estimated mask's where the mask gives no
 believable measurement) on the stored CT and mask (perfect, or every label eroded / dilated by one or two voxels
 as in bench_mask_robustness.py, or "centroids": the mask that vfnet_predict estimates from the CT around the
-mask's centres of mass), then
+mask's centres of mass; with --mask_check, masks far from the CT's bone are snapped to it first, as vfnet_predict
+does: vfnet/preprocessing/mask_check.py), then
 `morphometric_grade` against the reference grade; pooled macro-F1 with patient-level bootstrap CIs. Unmeasured
 vertebrae count as grade 0. Nothing is fitted, so there is no train/test split to respect.
 
     python benchmarks/bench_morphometry.py --workdir W    # W: converts the phantom there if needed
     python benchmarks/bench_morphometry.py --workdir W --conditions centroids --bone_hu 120 135 150
+    python benchmarks/bench_morphometry.py --workdir W --conditions eroded_2 dilated_2 --mask_check
 """
 import sys
 import time
@@ -24,6 +26,7 @@ from common import DEFAULT_PHANTOM, base_parser, convert_phantom, machine, metri
 from vfnet.dataset.format import load_raw_dataset
 from vfnet.morphometry.genant import mask_statistics
 from vfnet.preprocessing import centroid_masks
+from vfnet.preprocessing.mask_check import check_masks
 from vfnet.preprocessing.mask_errors import degrade_mask
 from vfnet.preprocessing.measurement import measure_vertebrae
 
@@ -37,6 +40,8 @@ def main() -> None:
                         choices=["perfect", "eroded", "dilated", "eroded_2", "dilated_2", "centroids"])
     parser.add_argument("--bone_hu", type=float, nargs="+", default=[centroid_masks.BONE_HU],
                         help="centroids only: bone thresholds to compare (default: vfnet's)")
+    parser.add_argument("--mask_check", action="store_true",
+                        help="snap masks far from the CT's bone to it first, as vfnet_predict does")
     args = parser.parse_args()
     args.workdir = args.workdir or Path("/tmp/vfnet_bench_morphometry")
     dataset = load_raw_dataset(convert_phantom(args.phantom, args.workdir, DATASET_ID))
@@ -45,7 +50,7 @@ def main() -> None:
     runs += [("centroids", bone_hu) for bone_hu in args.bone_hu] if "centroids" in args.conditions else []
     for condition, bone_hu in runs:
         started = time.perf_counter()
-        reference, predicted, patients, unmeasured = [], [], [], 0
+        reference, predicted, patients, unmeasured, snapped_cases = [], [], [], 0, 0
         for case in dataset.cases:
             ct = sitk.ReadImage(str(case.image))
             mask = sitk.Cast(sitk.ReadImage(str(case.mask)), sitk.sitkUInt16)
@@ -55,6 +60,10 @@ def main() -> None:
                 statistics = mask_statistics(mask)
                 mask = centroid_masks.estimate_vertebra_mask(
                     ct, {int(label): statistics.GetCentroid(label) for label in statistics.GetLabels()}, bone_hu)
+            elif args.mask_check:
+                check = check_masks(mask, ct, sorted(case.grades))
+                snapped_cases += check.masks_are_off
+                mask = check.snapped if check.masks_are_off else mask
             report = measure_vertebrae(mask, ct, sorted(case.grades))
             for label, grade in case.grades.items():
                 measured = report.get(int(label), {}).get("morphometric_grade")
@@ -64,11 +73,12 @@ def main() -> None:
                 patients.append(case.patient)
         probabilities = np.eye(4)[predicted]
         metrics = metrics_with_intervals(reference, probabilities, patients)
-        metrics.update(unmeasured_counted_as_grade_0=unmeasured,
+        metrics.update(unmeasured_counted_as_grade_0=unmeasured, cases_snapped_to_bone=snapped_cases,
                        seconds_per_case=(time.perf_counter() - started) / len(dataset.cases))
         name = condition if bone_hu is None else f"centroids, bone {bone_hu:g} HU"
+        name += ", mask check" if args.mask_check and condition != "centroids" else ""
         result["conditions"][name] = metrics
-        print(f"{summary_line(name, metrics)}, unmeasured {unmeasured}", flush=True)
+        print(f"{summary_line(name, metrics)}, unmeasured {unmeasured}, cases snapped {snapped_cases}", flush=True)
         write_result(args.results, "morphometry", result)
 
 

@@ -13,6 +13,7 @@ from test_inference_predict import TINY_PREPROCESSING, tiny_plans
 from vfnet.cli.predict import main
 from vfnet.fileio import write_json
 from vfnet.inference.outputs import CUT_NOTE
+from vfnet.preprocessing.mask_check import HIGH_RATIO, LOW_RATIO
 
 # 3 mm voxels keep the crops of the abdominal CT small; the real plans would use ~1 mm.
 REAL_PREPROCESSING = {**TINY_PREPROCESSING, "target_spacing": [3.0, 3.0, 3.0], "crop_size_mm": [96.0] * 3,
@@ -54,6 +55,9 @@ def test_totalsegmentator_example(shared_data, tmp_path, model_folder):
         "typical body box is 100% inside" in rows["T12"]["note"]
     assert "TotalSegmentator v2" in record["source"]["vertebrae_from"]
     assert [entry["structure"] for entry in record["not_predicted"]] == ["S1"]
+    # A real segmentation model's mask holds the bone the CT shows: graded as given, not snapped (ratio 0.87).
+    assert LOW_RATIO + 0.2 < record["source"]["mask_volume_ratio"] < HIGH_RATIO
+    assert "snapped" not in record["source"]["vertebrae_from"]
 
 
 def test_tptbox_sample_with_cut_neighbours(shared_data, tmp_path, model_folder):
@@ -67,3 +71,6 @@ def test_tptbox_sample_with_cut_neighbours(shared_data, tmp_path, model_folder):
     with open(tmp_path / "out" / "patients.csv") as handle:
         patient = next(csv.DictReader(handle))
     assert patient["case"] == "sub-ct" and patient["unreliable_levels"] == "L2 L4"
+    source = json.loads((tmp_path / "out" / "sub-ct.json").read_text())["source"]
+    assert LOW_RATIO + 0.2 < source["mask_volume_ratio"] < HIGH_RATIO   # expert masks: 0.66, kept
+    assert "snapped" not in source["vertebrae_from"]

@@ -47,6 +47,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="centroid input: estimate each vertebra's mask from the CT around its centroid (bone "
                              "threshold; then graded as from a mask, default) or draw the ellipsoid of its level's "
                              "typical body (no morphometry)")
+    parser.add_argument("--keep_masks", action="store_true",
+                        help="grade on the given masks even where they hold far less or far more than the bone the CT "
+                             "shows (by default such masks are replaced by masks estimated from the CT, with a note)")
     parser.add_argument("--label_format", choices=LABEL_FORMATS, default="auto",
                         help="mask label ids: verse, totalsegmentator_v2 (TotalSegmentator 2.x 'total'; "
                              "'totalsegmentator' means the same), totalsegmentator_v1 (1.x), or auto (default: "
@@ -136,7 +139,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"vfnet_predict: predicting on {device} ({reason}).", flush=True)
     settings = PredictSettings(**model_choice(args), mirror=not args.disable_tta, device=device,
                                label_format=args.label_format, masks=args.masks, centroids=args.centroids,
-                               centroid_masks=args.centroid_masks, overwrite=args.overwrite,
+                               centroid_masks=args.centroid_masks, keep_masks=args.keep_masks,
+                               overwrite=args.overwrite,
                                continue_on_error=args.continue_on_error,
                                pictures=not args.no_pictures, saliency=args.saliency)
     run = run_prediction(args.input, args.output, settings)

@@ -30,6 +30,7 @@ from vfnet.labels import level_name
 from vfnet.morphometry.genant import json_ready, morphometry_inputs
 from vfnet.planning.plans import load_plans
 from vfnet.preprocessing.centroid_masks import estimate_vertebra_mask
+from vfnet.preprocessing.mask_check import check_masks
 from vfnet.preprocessing.measurement import measure_vertebrae
 from vfnet.preprocessing.preprocessor import integer_mask, preprocess_case
 
@@ -50,6 +51,7 @@ class PredictSettings:
     masks: Path | None = None        # folder or file; None: look beside the CTs
     centroids: Path | None = None    # folder or file of VerSe centroid JSONs
     centroid_masks: str = "estimate"  # centroid input: "estimate" masks from the CT, or "ellipsoid" (no mask)
+    keep_masks: bool = False         # grade on given masks even when they disagree with the CT (mask_check.py)
     overwrite: bool = False
     continue_on_error: bool = False  # keep going after a failing case (it is listed in failures.csv)
     ensemble_members: list[Path] = field(default_factory=list)   # further model folders (ensemble of configurations)
@@ -65,7 +67,7 @@ class PredictSettings:
                      "checkpoint_mtimes": checkpoints, "tta_mirror": self.mirror, "label_format": self.label_format,
                      "masks": str(self.masks) if self.masks else None,
                      "centroids": str(self.centroids) if self.centroids else None,
-                     "centroid_masks": self.centroid_masks, "pictures": self.pictures, "saliency": self.saliency}
+                     "centroid_masks": self.centroid_masks, "keep_masks": self.keep_masks, "pictures": self.pictures, "saliency": self.saliency}
         if self.ensemble_members:
             signature["ensemble_members"] = {
                 str(folder.resolve()): [checkpoint_path(folder, fold, self.checkpoint_name).stat().st_mtime_ns
@@ -161,7 +163,8 @@ def predict_case(case: InputCase, ensemble: FoldEnsemble, plans: dict[str, Any],
                    "spacing": list(reversed(image.GetSpacing())), "vertebrae_from": source.description,
                    "folds": [str(fold) for fold in settings.folds],
                    "fold_spread": "standard deviation of p_fracture across folds",
-                   "mask_resampled": source.mask_resampled, "notes": source.notes}
+                   "mask_resampled": source.mask_resampled,
+                   "mask_volume_ratio": source.mask_volume_ratio, "notes": source.notes}
     record = make_case_record(case.case_id, source_info, signature, rows, not_predicted)
     if extras is not None:  # warnings, picture, saliency
         extras.complete(record, image, source.mask_image, {label: crops[label] for label in labels}, ensemble.models)
@@ -171,12 +174,20 @@ def predict_case(case: InputCase, ensemble: FoldEnsemble, plans: dict[str, Any],
 def vertebra_source(case: InputCase, image: sitk.Image, settings: PredictSettings,
                     single_case: bool) -> VertebraSource:
     """Vertebrae from --centroids, from --masks, or from a mask / centroid file found beside the CT; centroid input
-    gets masks estimated from the CT (preprocessing/centroid_masks.py) unless settings ask for the ellipsoid."""
+    gets masks estimated from the CT (preprocessing/centroid_masks.py) unless settings ask for the ellipsoid, and
+    masks far from the CT's bone are snapped to it unless settings keep them (mask_check.py)."""
     source = _given_vertebrae(case, image, settings, single_case)
     if source.mask_image is None and settings.centroid_masks == "estimate":
         source.mask_image = estimate_vertebra_mask(image, source.centroids)
         source.description += "; masks estimated from the CT around them (bone threshold)"
         source.notes.append("vertebra masks estimated from the CT around the centroids: check the picture")
+    elif source.mask_image is not None and source.centroids is None and not settings.keep_masks:
+        check = check_masks(integer_mask(source.mask_image), image, source.labels)
+        source.mask_volume_ratio = check.volume_ratio
+        if check.masks_are_off:
+            source.mask_image = check.snapped
+            source.description += "; snapped to the bone the CT shows (they were far from it)"
+            source.notes.append(check.note())
     return source
 
 

@@ -38,6 +38,7 @@ class VertebraSource:
     not_predicted: list[dict] = field(default_factory=list)   # {"label", "structure", "reason"} per skipped label
     notes: list[str] = field(default_factory=list)            # e.g. the mask was resampled onto the CT grid
     mask_resampled: bool = False
+    mask_volume_ratio: float | None = None   # given / CT-estimated mask voxels (preprocessing/mask_check.py)
 
 
 def find_mask(case_id: str, masks: Path, exclude: Path | None = None) -> Path | None:

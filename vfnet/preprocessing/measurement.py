@@ -26,7 +26,7 @@ import SimpleITK as sitk
 
 from vfnet.morphometry.genant import json_ready, mask_statistics, measure_spine
 from vfnet.morphometry.heights import NO_ENDPLATES_NOTE
-from vfnet.preprocessing.centroid_masks import estimate_vertebra_mask
+from vfnet.preprocessing.centroid_masks import estimate_around_mask_centres
 from vfnet.preprocessing.mask_errors import degrade_mask
 from vfnet.typical_sizes import typical_body_size_mm
 
@@ -43,8 +43,7 @@ def measure_vertebrae(mask: sitk.Image, ct: sitk.Image, labels: Iterable[int]) -
     doubtful = {label: problem for label, problem in ((label, _doubt(label, report))
                                                       for label, report in reports.items()) if problem}
     if doubtful and ct is not None:
-        centres = {int(label): statistics.GetCentroid(label) for label in statistics.GetLabels()}
-        again = measure_spine(estimate_vertebra_mask(ct, centres), ct, list(doubtful))
+        again = measure_spine(estimate_around_mask_centres(mask, ct), ct, list(doubtful))
         for label, problem in doubtful.items():   # only a believable measurement replaces the mask's
             if again[label]["morphometric_grade"] is not None and _doubt(label, again[label]) is None:
                 notes = [*again[label]["notes"], ESTIMATED_MASK_NOTE.format(problem)]

@@ -1,0 +1,99 @@
+"""Masks far from the CT's bone are noticed and snapped to it; the estimate's centres stay on the spine."""
+import json
+
+import numpy as np
+import SimpleITK as sitk
+
+from test_inference_phantom import PHANTOM_LABELS, phantom
+from test_inference_predict import _settings, model_folder  # noqa: F401  (pytest fixture)
+from vfnet.dataset.image_io import write_image
+from vfnet.inference.predictor import run_prediction
+from vfnet.preprocessing.centroid_masks import OFF_LINE_MM, _on_the_spine
+from vfnet.preprocessing.mask_check import HIGH_RATIO, LOW_RATIO, check_masks, snap_to_bone
+from vfnet.preprocessing.mask_errors import degrade_mask
+
+
+def _boxes():
+    ct, mask = phantom()   # boxes 8 voxels of 2 mm high: two voxels off take or add half a body
+    return ct, sitk.Cast(mask, sitk.sitkUInt16)
+
+
+def test_exact_and_shifted_masks_are_kept():
+    ct, mask = _boxes()
+    for given in (mask, degrade_mask(mask, "shifted")):
+        check = check_masks(given, ct, PHANTOM_LABELS)
+        assert abs(check.volume_ratio - 1.0) < 0.05 and not check.masks_are_off and check.snapped is None
+
+
+def test_masks_two_voxels_off_are_snapped_to_the_bone():
+    ct, mask = _boxes()
+    truth = sitk.GetArrayFromImage(mask)
+    for error, side in (("eroded_2", "less"), ("dilated_2", "more")):
+        check = check_masks(degrade_mask(mask, error), ct, PHANTOM_LABELS)
+        assert check.masks_are_off and not LOW_RATIO <= check.volume_ratio <= HIGH_RATIO, error
+        assert f"far {side} than a vertebra" in check.note()
+        # Snapped to the CT's bone, the eroded and the dilated mask both become the phantom's own mask again.
+        np.testing.assert_array_equal(sitk.GetArrayFromImage(check.snapped), truth)
+
+
+def test_snapping_keeps_the_given_labels_and_reaches_only_so_far():
+    ct, mask = _boxes()
+    truth = sitk.GetArrayFromImage(mask)
+    bone = sitk.Cast(mask > 0, sitk.sitkUInt8)        # an "estimate" whose bone is exactly the boxes
+    swapped = sitk.GetArrayFromImage(degrade_mask(mask, "eroded_1"))
+    swapped = np.where(swapped == 20, 22, np.where(swapped == 22, 20, swapped))   # the user's labels, not ours
+    given = sitk.GetImageFromArray(swapped.astype(np.uint16))
+    given.CopyInformation(mask)
+    snapped = sitk.GetArrayFromImage(snap_to_bone(given, bone))
+    np.testing.assert_array_equal(snapped == 22, truth == 20)
+    np.testing.assert_array_equal(snapped == 20, truth == 22)
+    # A body the given mask lost altogether is not handed to its neighbours beyond the reach.
+    ct, mask = phantom(spacing=3.0)
+    truth = sitk.GetArrayFromImage(mask)
+    bone = sitk.Cast(mask > 0, sitk.sitkUInt8)
+    without_l2 = sitk.GetArrayFromImage(mask)
+    without_l2[without_l2 == 21] = 0
+    given = sitk.GetImageFromArray(without_l2)
+    given.CopyInformation(mask)
+    snapped = sitk.GetArrayFromImage(snap_to_bone(given, bone))
+    assert not snapped[truth == 21].any()   # its bone lies 12 mm from L1's and L3's
+
+
+def test_a_centre_off_the_spine_is_put_back_between_its_neighbours():
+    # A lordotic curve (a few mm off straight lines) stays; an arch's centre 24 mm behind its lost body moves.
+    centres = {label: np.array([0.0, 5.0 * np.sin(label / 2.0), -30.0 * label]) for label in range(18, 24)}
+    assert all(np.array_equal(_on_the_spine(centres)[label], centres[label]) for label in centres)
+    strayed = {**centres, 21: centres[21] + np.array([0.0, 24.0, 0.0])}
+    fixed = _on_the_spine(strayed)
+    np.testing.assert_allclose(fixed[21], (centres[20] + centres[22]) / 2)
+    assert all(np.array_equal(fixed[label], centres[label]) for label in centres if label != 21)
+    assert np.linalg.norm(fixed[21] - centres[21]) < OFF_LINE_MM
+
+
+def test_a_mask_without_the_checked_labels_is_not_judged():
+    ct, mask = _boxes()
+    check = check_masks(mask, ct, [5])   # C5 is not in the mask
+    assert check.volume_ratio is None and not check.masks_are_off
+
+
+def _case_with_dilated_mask(folder):
+    ct, mask = _boxes()
+    folder.mkdir()
+    write_image(ct, folder / "case_0000.nii.gz")
+    write_image(degrade_mask(mask, "dilated_2"), folder / "case.nii.gz")
+
+
+def test_prediction_grades_far_off_masks_snapped_to_the_bone_and_says_so(tmp_path, model_folder):  # noqa: F811
+    _case_with_dilated_mask(tmp_path / "in")
+    run = run_prediction(tmp_path / "in", tmp_path / "out", _settings(model_folder, pictures=False))
+    source = json.loads((tmp_path / "out" / "case.json").read_text())["source"]
+    assert source["mask_volume_ratio"] > HIGH_RATIO
+    assert "snapped to the bone the CT shows" in source["vertebrae_from"]
+    assert any("--keep_masks" in note for note in source["notes"])
+    # Heights measured on the snapped masks: the boxes' own 16 mm.
+    assert all(abs(row["anterior_mm"] - 16.0) <= 1.0 for row in run.records[0]["vertebrae"])
+
+    run_prediction(tmp_path / "in", tmp_path / "kept", _settings(model_folder, pictures=False, keep_masks=True))
+    source = json.loads((tmp_path / "kept" / "case.json").read_text())["source"]
+    assert source["mask_volume_ratio"] is None and "snapped" not in source["vertebrae_from"]
+    assert not any("--keep_masks" in note for note in source["notes"])
