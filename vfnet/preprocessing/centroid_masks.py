@@ -111,14 +111,20 @@ def _region_around(image: sitk.Image, points: np.ndarray) -> tuple[list[int], li
 def _fill_columns(region_labels: np.ndarray, labels: list[int], axis: int) -> np.ndarray:
     """Each label filled between its first and last voxel along `axis` (the array axis nearest cranio-caudal)."""
     filled = region_labels.copy()
-    for label in labels:
-        inside = region_labels == label
-        if not inside.any():
-            continue
+    for label, box in _label_boxes(region_labels, labels):
+        inside = region_labels[box] == label
         after_first = np.maximum.accumulate(inside, axis=axis)
         before_last = np.flip(np.maximum.accumulate(np.flip(inside, axis=axis), axis=axis), axis=axis)
-        filled[after_first & before_last & (filled == 0)] = label
+        in_box = filled[box]   # a view: written in place
+        in_box[after_first & before_last & (in_box == 0)] = label
     return filled
+
+
+def _label_boxes(region_labels: np.ndarray, labels) -> list[tuple[int, tuple[slice, ...]]]:
+    """(label, bounding box) of each of `labels` present: per-vertebra work stays inside its box (a thin-slice CT's
+    spine region holds tens of millions of voxels)."""
+    boxes = ndimage.find_objects(region_labels)
+    return [(label, boxes[label - 1]) for label in labels if label <= len(boxes) and boxes[label - 1] is not None]
 
 
 def _nearest_vertebra(world: np.ndarray, labels: list[int], points: np.ndarray,
@@ -148,14 +154,13 @@ def _piece_nearest_centroid(region_labels: np.ndarray, centres: Mapping[int, np.
     and a neighbour's body that only a lone centroid could reach go."""
     kept = np.zeros_like(region_labels)
     structure = np.ones((3, 3, 3), dtype=bool)
-    for label, centre in centres.items():
-        pieces, count = ndimage.label(region_labels == label, structure=structure)
-        if not count:
-            continue
+    for label, box in _label_boxes(region_labels, list(centres)):
+        pieces, count = ndimage.label(region_labels[box] == label, structure=structure)
         # Only substantial pieces compete: a few noisy soft-tissue voxels can lie nearer the centroid than bone.
         sizes = np.bincount(pieces.ravel())
         sizes[0] = 0
         voxels = np.argwhere(np.isin(pieces, np.flatnonzero(sizes >= MIN_PIECE_FRACTION * sizes.max())))
-        distances = np.linalg.norm((voxels - centre) * spacing_zyx, axis=1)
-        kept[pieces == pieces[tuple(voxels[int(np.argmin(distances))])]] = label
+        corner = np.array([part.start for part in box])
+        distances = np.linalg.norm((voxels + corner - centres[label]) * spacing_zyx, axis=1)
+        kept[box][pieces == pieces[tuple(voxels[int(np.argmin(distances))])]] = label
     return kept
