@@ -74,12 +74,14 @@ def snap_to_bone(mask: sitk.Image, estimate: sitk.Image, reach_mm: float = REACH
     """
     given = sitk.GetArrayFromImage(mask)
     bone = sitk.GetArrayViewFromImage(estimate) > 0
+    occupied = ndimage.find_objects(((given > 0) | bone).astype(np.uint8))
+    if not occupied:
+        return sitk.Image(mask)
     spacing = np.asarray(mask.GetSpacing())[::-1]
-    occupied = np.argwhere((given > 0) | bone)
     margin = np.ceil(reach_mm / spacing).astype(int)
-    low = np.maximum(occupied.min(axis=0) - margin, 0)
-    high = np.minimum(occupied.max(axis=0) + margin + 1, given.shape)
-    box = tuple(slice(a, b) for a, b in zip(low, high))   # the spine's box: the full CT's indices would cost GBs
+    # Only the spine's box: the nearest-label indices of a whole thin-slice CT would cost GBs.
+    box = tuple(slice(max(part.start - extra, 0), min(part.stop + extra, length))
+                for part, extra, length in zip(occupied[0], margin, given.shape))
     labels = given[box]
     distance, nearest = ndimage.distance_transform_edt(labels == 0, sampling=spacing, return_indices=True)
     snapped = np.zeros_like(given)
