@@ -2,7 +2,7 @@
 
 For every graded vertebra of the converted phantom, `vfnet.preprocessing.measurement.measure_vertebrae` (what
 preprocessing stores: vfnet.morphometry's measure_spine, or the CT-estimated mask's where the mask gives no
-believable measurement) on the stored CT and mask (perfect, or every label eroded / dilated by one or two voxels
+believable measurement) on the stored CT and mask (perfect, or every label eroded / dilated by one to three voxels
 as in bench_mask_robustness.py, or "centroids": the mask that vfnet_predict estimates from the CT around the
 mask's centres of mass; with --mask_check, masks far from the CT's bone are snapped to it first, as vfnet_predict
 does: vfnet/preprocessing/mask_check.py), then
@@ -37,7 +37,8 @@ def main() -> None:
     parser = base_parser(__doc__)
     parser.add_argument("--phantom", type=Path, default=DEFAULT_PHANTOM)
     parser.add_argument("--conditions", nargs="+", default=["perfect", "eroded", "dilated"],
-                        choices=["perfect", "eroded", "dilated", "eroded_2", "dilated_2", "centroids"])
+                        choices=["perfect", "eroded", "dilated", "eroded_2", "dilated_2", "eroded_3", "dilated_3",
+                                 "centroids"])
     parser.add_argument("--bone_hu", type=float, nargs="+", default=[centroid_masks.BONE_HU],
                         help="centroids only: bone thresholds to compare (default: vfnet's)")
     parser.add_argument("--mask_check", action="store_true",
