@@ -1,4 +1,5 @@
 """Masks far from the CT's bone are noticed and snapped to it; the estimate's centres stay on the spine."""
+import csv
 import json
 
 import numpy as np
@@ -90,10 +91,13 @@ def test_prediction_grades_far_off_masks_snapped_to_the_bone_and_says_so(tmp_pat
     assert source["mask_volume_ratio"] > HIGH_RATIO
     assert "snapped to the bone the CT shows" in source["vertebrae_from"]
     assert any("--keep_masks" in note for note in source["notes"])
-    # Heights measured on the snapped masks: the boxes' own 16 mm.
+    # Heights measured on the snapped masks: the boxes' own 16 mm; each vertebra's note says what it was graded on.
     assert all(abs(row["anterior_mm"] - 16.0) <= 1.0 for row in run.records[0]["vertebrae"])
+    assert all("snapped to the CT's bone" in row["note"] for row in run.records[0]["vertebrae"])
 
     run_prediction(tmp_path / "in", tmp_path / "kept", _settings(model_folder, pictures=False, keep_masks=True))
     source = json.loads((tmp_path / "kept" / "case.json").read_text())["source"]
     assert source["mask_volume_ratio"] is None and "snapped" not in source["vertebrae_from"]
     assert not any("--keep_masks" in note for note in source["notes"])
+    with open(tmp_path / "kept" / "predictions.csv") as handle:
+        assert not any("snapped" in row["note"] for row in csv.DictReader(handle))

@@ -158,6 +158,9 @@ def predict_case(case: InputCase, ensemble: FoldEnsemble, plans: dict[str, Any],
     rows = [_vertebra_row(case.case_id, label, crops[label], probabilities, spread, label in source.cut_labels,
                           min_fraction)
             for label, probabilities, spread in zip(labels, calibrated, ensemble_output.fold_spread)]
+    if source.vertebra_note:
+        for row in rows:
+            row["note"] = "; ".join(part for part in (row["note"], source.vertebra_note) if part)
     settings.decisions.annotate(rows)
     source_info = {"image": str(case.image), "orientation": orientation_code(image),
                    "spacing": list(reversed(image.GetSpacing())), "vertebrae_from": source.description,
@@ -188,6 +191,8 @@ def vertebra_source(case: InputCase, image: sitk.Image, settings: PredictSetting
             source.mask_image = check.snapped
             source.description += "; snapped to the bone the CT shows (they were far from it)"
             source.notes.append(check.note())
+            source.vertebra_note = (f"graded on its mask snapped to the CT's bone: the scan's masks hold "
+                                    f"{check.volume_ratio:.2f} times that bone (see the case's notes)")
     return source
 
 

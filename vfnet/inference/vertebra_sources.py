@@ -39,6 +39,7 @@ class VertebraSource:
     notes: list[str] = field(default_factory=list)            # e.g. the mask was resampled onto the CT grid
     mask_resampled: bool = False
     mask_volume_ratio: float | None = None   # given / CT-estimated mask voxels (preprocessing/mask_check.py)
+    vertebra_note: str = ""                  # said in every vertebra's note (e.g. its mask was snapped to the bone)
 
 
 def find_mask(case_id: str, masks: Path, exclude: Path | None = None) -> Path | None:
