@@ -67,7 +67,8 @@ class PredictSettings:
                      "checkpoint_mtimes": checkpoints, "tta_mirror": self.mirror, "label_format": self.label_format,
                      "masks": str(self.masks) if self.masks else None,
                      "centroids": str(self.centroids) if self.centroids else None,
-                     "centroid_masks": self.centroid_masks, "keep_masks": self.keep_masks, "pictures": self.pictures, "saliency": self.saliency}
+                     "centroid_masks": self.centroid_masks, "keep_masks": self.keep_masks,
+                     "pictures": self.pictures, "saliency": self.saliency}
         if self.ensemble_members:
             signature["ensemble_members"] = {
                 str(folder.resolve()): [checkpoint_path(folder, fold, self.checkpoint_name).stat().st_mtime_ns
