@@ -63,12 +63,18 @@ def test_snapping_keeps_the_given_labels_and_reaches_only_so_far():
 def test_a_centre_off_the_spine_is_put_back_between_its_neighbours():
     # A lordotic curve (a few mm off straight lines) stays; an arch's centre 24 mm behind its lost body moves.
     centres = {label: np.array([0.0, 5.0 * np.sin(label / 2.0), -30.0 * label]) for label in range(18, 24)}
-    assert all(np.array_equal(_on_the_spine(centres)[label], centres[label]) for label in centres)
+    sizes = {label: 1000 for label in centres}
+    assert all(np.array_equal(_on_the_spine(centres, sizes)[label], centres[label]) for label in centres)
     strayed = {**centres, 21: centres[21] + np.array([0.0, 24.0, 0.0])}
-    fixed = _on_the_spine(strayed)
+    fixed = _on_the_spine(strayed, {**sizes, 21: 80})
     np.testing.assert_allclose(fixed[21], (centres[20] + centres[22]) / 2)
     assert all(np.array_equal(fixed[label], centres[label]) for label in centres if label != 21)
     assert np.linalg.norm(fixed[21] - centres[21]) < OFF_LINE_MM
+    # A whole vertebra stays, even off the line, where the stray centre is its neighbour's (cut by the border).
+    assert np.array_equal(_on_the_spine(strayed, sizes)[21], strayed[21])
+    cut_above = {**centres, 18: centres[18] + np.array([0.0, 30.0, 10.0])}
+    assert all(np.array_equal(_on_the_spine(cut_above, {**sizes, 18: 76})[label], cut_above[label])
+               for label in centres)
 
 
 def test_a_mask_without_the_checked_labels_is_not_judged():
