@@ -60,6 +60,23 @@ def test_snapping_keeps_the_given_labels_and_reaches_only_so_far():
     assert not snapped[truth == 21].any()   # its bone lies 12 mm from L1's and L3's
 
 
+def test_a_label_with_no_bone_in_reach_keeps_its_given_voxels_and_is_graded(tmp_path, model_folder):  # noqa: F811
+    ct, mask = _boxes()
+    dilated = sitk.GetArrayFromImage(degrade_mask(mask, "dilated_2"))
+    dilated[38:42, 16:19, 1:4] = 23   # an L4 label where the CT shows no bone (a mask of another scan, say)
+    given = sitk.GetImageFromArray(dilated)
+    given.CopyInformation(mask)
+    snapped = sitk.GetArrayFromImage(check_masks(given, ct, [*PHANTOM_LABELS, 23]).snapped)
+    np.testing.assert_array_equal(snapped == 23, dilated == 23)
+    np.testing.assert_array_equal(np.isin(snapped, PHANTOM_LABELS) * snapped,
+                                  np.isin(sitk.GetArrayFromImage(mask), PHANTOM_LABELS) * sitk.GetArrayFromImage(mask))
+    (tmp_path / "in").mkdir()
+    write_image(ct, tmp_path / "in" / "case_0000.nii.gz")
+    write_image(given, tmp_path / "in" / "case.nii.gz")
+    run = run_prediction(tmp_path / "in", tmp_path / "out", _settings(model_folder, pictures=False))
+    assert not run.failures and [row["level"] for row in run.records[0]["vertebrae"]] == ["L1", "L2", "L3", "L4"]
+
+
 def test_a_centre_off_the_spine_is_put_back_between_its_neighbours():
     # A lordotic curve (a few mm off straight lines) stays; an arch's centre 24 mm behind its lost body moves.
     centres = {label: np.array([0.0, 5.0 * np.sin(label / 2.0), -30.0 * label]) for label in range(18, 24)}

@@ -70,7 +70,8 @@ def snap_to_bone(mask: sitk.Image, estimate: sitk.Image, reach_mm: float = REACH
     given label takes the nearest given label; everything else is background.
 
     The labels stay the user's (which vertebra is which), the outline becomes the CT's: a dilated mask loses the
-    disc and soft tissue it covered, an eroded one gets back the rim of bone around what it kept.
+    disc and soft tissue it covered, an eroded one gets back the rim of bone around what it kept. A label with no
+    bone within reach keeps its given voxels, so that every given vertebra is still there to be graded.
     """
     given = sitk.GetArrayFromImage(mask)
     bone = sitk.GetArrayViewFromImage(estimate) > 0
@@ -86,6 +87,8 @@ def snap_to_bone(mask: sitk.Image, estimate: sitk.Image, reach_mm: float = REACH
     distance, nearest = ndimage.distance_transform_edt(labels == 0, sampling=spacing, return_indices=True)
     snapped = np.zeros_like(given)
     snapped[box] = np.where(bone[box] & (distance <= reach_mm), labels[tuple(nearest)], 0)
+    for label in np.setdiff1d(np.unique(labels), np.unique(snapped[box])):
+        snapped[given == label] = label
     image = sitk.GetImageFromArray(snapped)
     image.CopyInformation(mask)
     return image
