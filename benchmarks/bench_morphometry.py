@@ -24,7 +24,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import DEFAULT_PHANTOM, base_parser, convert_phantom, machine, metrics_with_intervals, summary_line, write_result
 
 from vfnet.dataset.format import load_raw_dataset
-from vfnet.morphometry.genant import mask_statistics
 from vfnet.preprocessing import centroid_masks
 from vfnet.preprocessing.mask_check import check_masks
 from vfnet.preprocessing.mask_errors import degrade_mask
@@ -58,9 +57,7 @@ def main() -> None:
             if condition not in ("perfect", "centroids"):
                 mask = degrade_mask(mask, condition)
             if condition == "centroids":
-                statistics = mask_statistics(mask)
-                mask = centroid_masks.estimate_vertebra_mask(
-                    ct, {int(label): statistics.GetCentroid(label) for label in statistics.GetLabels()}, bone_hu)
+                mask = centroid_masks.estimate_around_mask_centres(mask, ct, bone_hu)
             elif args.mask_check:
                 check = check_masks(mask, ct, sorted(case.grades))
                 snapped_cases += check.masks_are_off

@@ -157,11 +157,8 @@ def predict_case(case: InputCase, ensemble: FoldEnsemble, plans: dict[str, Any],
     min_fraction = float(plans["training"].get("min_fraction_in_view", MIN_FRACTION_IN_VIEW))
     calibrated = settings.decisions.calibrate(ensemble_output.probabilities)
     rows = [_vertebra_row(case.case_id, label, crops[label], probabilities, spread, label in source.cut_labels,
-                          min_fraction)
+                          min_fraction, source.vertebra_note)
             for label, probabilities, spread in zip(labels, calibrated, ensemble_output.fold_spread)]
-    if source.vertebra_note:
-        for row in rows:
-            row["note"] = "; ".join(part for part in (row["note"], source.vertebra_note) if part)
     settings.decisions.annotate(rows)
     source_info = {"image": str(case.image), "orientation": orientation_code(image),
                    "spacing": list(reversed(image.GetSpacing())), "vertebrae_from": source.description,
@@ -220,7 +217,8 @@ def _given_vertebrae(case: InputCase, image: sitk.Image, settings: PredictSettin
 
 
 def _vertebra_row(case_id: str, label: int, crop: tuple[np.ndarray, dict[str, Any]], probabilities: np.ndarray,
-                  spread: float, touches_border: bool, min_fraction: float = MIN_FRACTION_IN_VIEW) -> dict[str, Any]:
+                  spread: float, touches_border: bool, min_fraction: float = MIN_FRACTION_IN_VIEW,
+                  case_note: str = "") -> dict[str, Any]:
     array, properties = crop
     fraction_in_view = float(properties.get("fraction_in_view", 1.0))
     cut_note = field_of_view_note(fraction_in_view, touches_border, min_fraction)
@@ -230,6 +228,8 @@ def _vertebra_row(case_id: str, label: int, crop: tuple[np.ndarray, dict[str, An
     heights = {} if cut else properties.get("morphometry") or {}
     if heights.get("notes"):
         notes.append(f"morphometry: {'; '.join(heights['notes'])}")
+    if case_note:   # said of every vertebra of the case (e.g. its mask was snapped to the bone)
+        notes.append(case_note)
     row: dict[str, Any] = {"case": case_id, "vertebra": int(label), "level": level_name(label),
                            "grade": int(np.argmax(probabilities)),
                            **{f"p{grade}": float(p) for grade, p in enumerate(probabilities)},

@@ -70,13 +70,14 @@ def estimate_vertebra_mask(image: sitk.Image, centroids: Mapping[int, Point], bo
     return sitk.Paste(full, region, region.GetSize(), [0, 0, 0], [int(v) for v in start])
 
 
-def estimate_around_mask_centres(mask: sitk.Image, ct: sitk.Image) -> sitk.Image:
+def estimate_around_mask_centres(mask: sitk.Image, ct: sitk.Image, bone_hu: float = BONE_HU) -> sitk.Image:
     """The estimate around the centre of every label of an integer mask (a mask to check or to measure again)."""
     statistics = mask_statistics(mask)
     labels = [int(label) for label in statistics.GetLabels()]
     centres = {label: np.array(statistics.GetCentroid(label)) for label in labels}
     sizes = {label: int(statistics.GetNumberOfPixels(label)) for label in labels}
-    return estimate_vertebra_mask(ct, {label: tuple(point) for label, point in _on_the_spine(centres, sizes).items()})
+    return estimate_vertebra_mask(ct, {label: tuple(point) for label, point in _on_the_spine(centres, sizes).items()},
+                                  bone_hu)
 
 
 def _on_the_spine(centres: dict[int, np.ndarray], sizes: dict[int, int]) -> dict[int, np.ndarray]:

@@ -55,8 +55,7 @@ def check_masks(mask: sitk.Image, ct: sitk.Image, labels: Iterable[int]) -> Mask
     estimate = estimate_around_mask_centres(mask, ct)
     given, estimated = mask_statistics(mask), mask_statistics(estimate)
     ratios = [given.GetNumberOfPixels(label) / estimated.GetNumberOfPixels(label)
-              for label in (int(label) for label in labels)
-              if given.HasLabel(label) and estimated.HasLabel(label) and estimated.GetNumberOfPixels(label) > 0]
+              for label in map(int, labels) if given.HasLabel(label) and estimated.HasLabel(label)]
     if not ratios:
         return MaskCheck(None, None)
     ratio = float(np.median(ratios))
