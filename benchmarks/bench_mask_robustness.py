@@ -5,7 +5,8 @@ fold's validation CTs with that fold's model only, so every number is out-of-fol
 - perfect: the phantom's own masks;
 - eroded / dilated: every vertebra label eroded or dilated by one voxel (dilation only into background, as a
   segmentation model's slightly generous masks are); eroded_2 / dilated_2, eroded_3 / dilated_3: by two, three;
-- shifted: the whole mask moved by two voxels along the CT's first axis and one along the second;
+- shifted: the whole mask moved by two voxels along the CT's first axis and one along the second; shifted_2 /
+  shifted_3: by two / three voxels along every axis (also along the spine);
 - centroids: the phantom's VerSe centroid files, no mask (in this phantom family they sit at the mask's centre of
   mass, as training crops are centred).
 
@@ -27,7 +28,8 @@ from vfnet.dataset.format import load_raw_dataset
 from vfnet.dataset.splits import load_splits
 from vfnet.preprocessing.mask_errors import degrade_mask
 
-CONDITIONS = ("perfect", "eroded", "dilated", "shifted", "centroids", "eroded_2", "dilated_2", "eroded_3", "dilated_3")
+CONDITIONS = ("perfect", "eroded", "dilated", "shifted", "centroids", "eroded_2", "dilated_2", "eroded_3", "dilated_3",
+              "shifted_2", "shifted_3")
 DEFAULT_CONDITIONS = CONDITIONS[:5]
 
 

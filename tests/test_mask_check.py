@@ -10,7 +10,8 @@ from test_inference_predict import _settings, model_folder  # noqa: F401  (pytes
 from vfnet.dataset.image_io import write_image
 from vfnet.inference.predictor import run_prediction
 from vfnet.preprocessing.centroid_masks import OFF_LINE_MM, _on_the_spine
-from vfnet.preprocessing.mask_check import HIGH_RATIO, LOW_RATIO, check_masks, snap_to_bone
+from vfnet.preprocessing.mask_check import (HIGH_RATIO, LOW_RATIO, MAX_SHIFT_VOXELS, MIN_SHIFT_GAIN, best_shift,
+                                            check_masks, snap_to_bone)
 from vfnet.preprocessing.mask_errors import degrade_mask
 
 
@@ -19,11 +20,36 @@ def _boxes():
     return ct, sitk.Cast(mask, sitk.sitkUInt16)
 
 
-def test_exact_and_shifted_masks_are_kept():
+def test_exact_masks_are_kept():
     ct, mask = _boxes()
-    for given in (mask, degrade_mask(mask, "shifted")):
-        check = check_masks(given, ct, PHANTOM_LABELS)
-        assert abs(check.volume_ratio - 1.0) < 0.05 and not check.masks_are_off and check.snapped is None
+    check = check_masks(mask, ct, PHANTOM_LABELS)
+    assert abs(check.volume_ratio - 1.0) < 0.05 and not check.masks_are_off and check.corrected is None
+
+
+def test_shifted_masks_are_moved_back_onto_the_bone():
+    ct, mask = _boxes()
+    truth = sitk.GetArrayFromImage(mask)
+    for error, back in (("shifted", (0, -1, -2)), ("shifted_2", (-2, -2, -2)), ("shifted_3", (-3, -3, -3))):
+        check = check_masks(degrade_mask(mask, error), ct, PHANTOM_LABELS)
+        # Same size as the bone (no snap), but off it: the search finds the move back exactly.
+        assert LOW_RATIO <= check.volume_ratio <= HIGH_RATIO and check.shift_voxels == back, error
+        assert check.bone_gain >= MIN_SHIFT_GAIN and check.how.startswith("moved onto the bone")
+        np.testing.assert_array_equal(sitk.GetArrayFromImage(check.corrected), truth)
+        assert f"moved by ({', '.join(str(step) for step in back[::-1])}) voxels" in check.note(mask.GetSpacing())
+
+
+def test_the_shift_search_stays_put_on_ties_and_finds_moves_along_one_axis():
+    bone = np.zeros((30, 30, 30), bool)
+    bone[10:20, 8:22, 8:22] = True
+    assert best_shift(bone, bone) == ((0, 0, 0), 0.0)
+    inside = np.zeros_like(bone)
+    inside[12:18, 10:20, 10:20] = True          # an eroded mask: every small move keeps it on bone
+    assert best_shift(inside, bone) == ((0, 0, 0), 0.0)
+    low = np.roll(bone, 3, axis=0)              # three voxels along the spine only
+    shift, gain = best_shift(low, bone)
+    assert shift == (-3, 0, 0) and gain == 0.3
+    far = np.roll(bone, MAX_SHIFT_VOXELS + 3, axis=1)   # beyond the search: moved as far as it may go
+    assert best_shift(far, bone)[0] == (0, -MAX_SHIFT_VOXELS, 0)
 
 
 def test_masks_two_voxels_off_are_snapped_to_the_bone():
@@ -34,7 +60,7 @@ def test_masks_two_voxels_off_are_snapped_to_the_bone():
         assert check.masks_are_off and not LOW_RATIO <= check.volume_ratio <= HIGH_RATIO, error
         assert f"far {side} than a vertebra" in check.note()
         # Snapped to the CT's bone, the eroded and the dilated mask both become the phantom's own mask again.
-        np.testing.assert_array_equal(sitk.GetArrayFromImage(check.snapped), truth)
+        np.testing.assert_array_equal(sitk.GetArrayFromImage(check.corrected), truth)
 
 
 def test_snapping_keeps_the_given_labels_and_reaches_only_so_far():
@@ -66,7 +92,7 @@ def test_a_label_with_no_bone_in_reach_keeps_its_given_voxels_and_is_graded(tmp_
     dilated[38:42, 16:19, 1:4] = 23   # an L4 label where the CT shows no bone (a mask of another scan, say)
     given = sitk.GetImageFromArray(dilated)
     given.CopyInformation(mask)
-    snapped = sitk.GetArrayFromImage(check_masks(given, ct, [*PHANTOM_LABELS, 23]).snapped)
+    snapped = sitk.GetArrayFromImage(check_masks(given, ct, [*PHANTOM_LABELS, 23]).corrected)
     np.testing.assert_array_equal(snapped == 23, dilated == 23)
     np.testing.assert_array_equal(np.isin(snapped, PHANTOM_LABELS) * snapped,
                                   np.isin(sitk.GetArrayFromImage(mask), PHANTOM_LABELS) * sitk.GetArrayFromImage(mask))

@@ -41,6 +41,8 @@ def test_shift_moves_without_wrapping_around():
     labels[2, 2, 2], labels[5, 5, 5] = 20, 21
     shifted = sitk.GetArrayFromImage(degrade_mask(sitk.GetImageFromArray(labels), "shifted"))
     assert shifted[2, 3, 4] == 20 and (shifted == 21).sum() == 0
+    along_every_axis = sitk.GetArrayFromImage(degrade_mask(sitk.GetImageFromArray(labels), "shifted_2"))
+    assert along_every_axis[4, 4, 4] == 20 and np.count_nonzero(along_every_axis) == 1
 
 
 @pytest.mark.parametrize("name", ["eroded_0", "grown_1", "eroded_x", "perfect"])

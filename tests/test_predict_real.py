@@ -57,7 +57,7 @@ def test_totalsegmentator_example(shared_data, tmp_path, model_folder):
     assert [entry["structure"] for entry in record["not_predicted"]] == ["S1"]
     # A real segmentation model's mask holds the bone the CT shows: graded as given, not snapped (ratio 0.87).
     assert LOW_RATIO + 0.2 < record["source"]["mask_volume_ratio"] < HIGH_RATIO
-    assert "snapped" not in record["source"]["vertebrae_from"]
+    assert "snapped" not in record["source"]["vertebrae_from"] and "moved" not in record["source"]["vertebrae_from"]
 
 
 def test_tptbox_sample_with_cut_neighbours(shared_data, tmp_path, model_folder):
@@ -73,4 +73,4 @@ def test_tptbox_sample_with_cut_neighbours(shared_data, tmp_path, model_folder):
     assert patient["case"] == "sub-ct" and patient["unreliable_levels"] == "L2 L4"
     source = json.loads((tmp_path / "out" / "sub-ct.json").read_text())["source"]
     assert LOW_RATIO + 0.2 < source["mask_volume_ratio"] < HIGH_RATIO   # expert masks: 0.66, kept
-    assert "snapped" not in source["vertebrae_from"]
+    assert "snapped" not in source["vertebrae_from"] and "moved" not in source["vertebrae_from"]

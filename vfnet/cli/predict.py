@@ -49,8 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
                              "typical body (no morphometry)")
     parser.add_argument("--keep_masks", action="store_true",
                         help="grade on the given masks even where they hold far less or far more than the bone the CT "
-                             "shows (by default each such mask is snapped to the CT's bone, keeping its labels, "
-                             "with a note)")
+                             "shows, or sit off it (by default such masks are snapped to the CT's bone, or moved "
+                             "onto it, keeping their labels, with a note)")
     parser.add_argument("--label_format", choices=LABEL_FORMATS, default="auto",
                         help="mask label ids: verse, totalsegmentator_v2 (TotalSegmentator 2.x 'total'; "
                              "'totalsegmentator' means the same), totalsegmentator_v1 (1.x), or auto (default: "

@@ -176,7 +176,8 @@ def vertebra_source(case: InputCase, image: sitk.Image, settings: PredictSetting
                     single_case: bool) -> VertebraSource:
     """Vertebrae from --centroids, from --masks, or from a mask / centroid file found beside the CT; centroid input
     gets masks estimated from the CT (preprocessing/centroid_masks.py) unless settings ask for the ellipsoid, and
-    masks far from the CT's bone are snapped to it unless settings keep them (mask_check.py)."""
+    masks far from the CT's bone are snapped to it, and masks that sit off it moved onto it, unless settings keep
+    them (mask_check.py)."""
     source = _given_vertebrae(case, image, settings, single_case)
     if source.mask_image is None and settings.centroid_masks == "estimate":
         source.mask_image = estimate_vertebra_mask(image, source.centroids)
@@ -186,11 +187,10 @@ def vertebra_source(case: InputCase, image: sitk.Image, settings: PredictSetting
         check = check_masks(integer_mask(source.mask_image), image, source.labels)
         source.mask_volume_ratio = check.volume_ratio
         if check.masks_are_off:
-            source.mask_image = check.snapped
-            source.description += "; snapped to the bone the CT shows (they were far from it)"
-            source.notes.append(check.note())
-            source.vertebra_note = (f"graded on its mask snapped to the CT's bone: the scan's masks hold "
-                                    f"{check.volume_ratio:.2f} times that bone (see the case's notes)")
+            source.mask_image = check.corrected
+            source.description += f"; {check.how}"
+            source.notes.append(check.note(image.GetSpacing()))
+            source.vertebra_note = check.vertebra_note()
     return source
 
 

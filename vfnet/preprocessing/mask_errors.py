@@ -26,7 +26,7 @@ def parse_mask_error(name: str) -> tuple[str, int]:
     """"eroded_2" -> ("eroded", 2); a name without a radius means one voxel ("dilated" -> ("dilated", 1))."""
     kind, _, radius_text = name.partition("_")
     if kind not in KINDS or not (radius_text == "" or radius_text.isdigit()) or (radius_text and int(radius_text) < 1):
-        raise PlanError(f"Unknown mask error {name!r}: expected eroded_N, dilated_N or shifted (N voxels, N >= 1).")
+        raise PlanError(f"Unknown mask error {name!r}: expected eroded_N, dilated_N, shifted or shifted_N (N voxels, N >= 1).")
     return kind, int(radius_text or 1)
 
 
@@ -35,7 +35,8 @@ def degrade_mask(mask: sitk.Image, name: str) -> sitk.Image:
 
     eroded_N: every label loses the voxels within N voxels (ball) of another label or the background;
     dilated_N: every label grows by N voxels into the background (labels never overwrite each other);
-    shifted: the whole mask moves by SHIFT_VOXELS; what leaves the image is lost, nothing wraps around.
+    shifted: the whole mask moves by SHIFT_VOXELS; shifted_N: by N voxels along every axis (z, y, x, so also
+    along the spine); what leaves the image is lost, nothing wraps around.
     """
     kind, radius = parse_mask_error(name)
     mask = sitk.Cast(mask, sitk.sitkUInt16)
@@ -56,12 +57,24 @@ def degrade_mask(mask: sitk.Image, name: str) -> sitk.Image:
         grown = sitk.GetArrayFromImage(sitk.GrayscaleDilate(mask, [radius] * 3))
         result = np.where(labels > 0, labels, grown).astype(labels.dtype)
     else:
-        result = np.zeros_like(labels)
-        dz, dy, dx = SHIFT_VOXELS
-        result[dz:, dy:, dx:] = labels[:labels.shape[0] - dz, :labels.shape[1] - dy, :labels.shape[2] - dx]
+        result = moved(labels, SHIFT_VOXELS if name == "shifted" else (radius,) * 3)
     image = sitk.GetImageFromArray(result)
     image.CopyInformation(mask)
     return image
+
+
+def moved(array: np.ndarray, shift: Sequence[int]) -> np.ndarray:
+    """`array` moved by `shift` voxels per axis (signed); what leaves it is lost, what enters is 0, nothing wraps."""
+    result = np.zeros_like(array)
+    if any(abs(int(step)) >= length for step, length in zip(shift, array.shape)):
+        return result
+    source, target = [], []
+    for step, length in zip(shift, array.shape):
+        step = int(step)
+        source.append(slice(max(0, -step), length - max(0, step)))
+        target.append(slice(max(0, step), length - max(0, -step)))
+    result[tuple(target)] = array[tuple(source)]
+    return result
 
 
 def _padded_box(box: Sequence[int], radius: int, image_size: Sequence[int]) -> tuple[list[int], list[int]]:
