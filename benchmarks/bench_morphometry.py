@@ -2,10 +2,10 @@
 
 For every graded vertebra of the converted phantom, `vfnet.preprocessing.measurement.measure_vertebrae` (what
 preprocessing stores: vfnet.morphometry's measure_spine, or the CT-estimated mask's where the mask gives no
-believable measurement) on the stored CT and mask (perfect, or every label eroded / dilated by one to three voxels
-as in bench_mask_robustness.py, or "centroids": the mask that vfnet_predict estimates from the CT around the
-mask's centres of mass; with --mask_check, masks far from the CT's bone are snapped to it first, as vfnet_predict
-does: vfnet/preprocessing/mask_check.py), then
+believable measurement) on the stored CT and mask (perfect, or every label eroded / dilated / shifted by one to
+three voxels as in bench_mask_robustness.py, or "centroids": the mask that vfnet_predict estimates from the CT
+around the mask's centres of mass; with --mask_check, masks far from the CT's bone are snapped to it, and masks
+beside it moved onto it, first, as vfnet_predict does: vfnet/preprocessing/mask_check.py), then
 `morphometric_grade` against the reference grade; pooled macro-F1 with patient-level bootstrap CIs. Unmeasured
 vertebrae count as grade 0. Nothing is fitted, so there is no train/test split to respect.
 
@@ -36,8 +36,8 @@ def main() -> None:
     parser = base_parser(__doc__)
     parser.add_argument("--phantom", type=Path, default=DEFAULT_PHANTOM)
     parser.add_argument("--conditions", nargs="+", default=["perfect", "eroded", "dilated"],
-                        choices=["perfect", "eroded", "dilated", "eroded_2", "dilated_2", "eroded_3", "dilated_3",
-                                 "centroids"])
+                        choices=["perfect", "eroded", "dilated", "shifted", "eroded_2", "dilated_2", "shifted_2",
+                                 "eroded_3", "dilated_3", "shifted_3", "centroids"])
     parser.add_argument("--bone_hu", type=float, nargs="+", default=[centroid_masks.BONE_HU],
                         help="centroids only: bone thresholds to compare (default: vfnet's)")
     parser.add_argument("--mask_check", action="store_true",
@@ -50,7 +50,7 @@ def main() -> None:
     runs += [("centroids", bone_hu) for bone_hu in args.bone_hu] if "centroids" in args.conditions else []
     for condition, bone_hu in runs:
         started = time.perf_counter()
-        reference, predicted, patients, unmeasured, snapped_cases = [], [], [], 0, 0
+        reference, predicted, patients, unmeasured, corrected_cases = [], [], [], 0, 0
         for case in dataset.cases:
             ct = sitk.ReadImage(str(case.image))
             mask = sitk.Cast(sitk.ReadImage(str(case.mask)), sitk.sitkUInt16)
@@ -60,8 +60,8 @@ def main() -> None:
                 mask = centroid_masks.estimate_around_mask_centres(mask, ct, bone_hu)
             elif args.mask_check:
                 check = check_masks(mask, ct, sorted(case.grades))
-                snapped_cases += check.masks_are_off
-                mask = check.snapped if check.masks_are_off else mask
+                corrected_cases += check.masks_are_off
+                mask = check.corrected if check.masks_are_off else mask
             report = measure_vertebrae(mask, ct, sorted(case.grades))
             for label, grade in case.grades.items():
                 measured = report.get(int(label), {}).get("morphometric_grade")
@@ -71,12 +71,13 @@ def main() -> None:
                 patients.append(case.patient)
         probabilities = np.eye(4)[predicted]
         metrics = metrics_with_intervals(reference, probabilities, patients)
-        metrics.update(unmeasured_counted_as_grade_0=unmeasured, cases_snapped_to_bone=snapped_cases,
+        metrics.update(unmeasured_counted_as_grade_0=unmeasured, cases_corrected=corrected_cases,
                        seconds_per_case=(time.perf_counter() - started) / len(dataset.cases))
         name = condition if bone_hu is None else f"centroids, bone {bone_hu:g} HU"
         name += ", mask check" if args.mask_check and condition != "centroids" else ""
         result["conditions"][name] = metrics
-        print(f"{summary_line(name, metrics)}, unmeasured {unmeasured}, cases snapped {snapped_cases}", flush=True)
+        print(f"{summary_line(name, metrics)}, unmeasured {unmeasured}, cases snapped or moved {corrected_cases}",
+              flush=True)
         write_result(args.results, "morphometry", result)
 
 
