@@ -26,7 +26,8 @@ def parse_mask_error(name: str) -> tuple[str, int]:
     """"eroded_2" -> ("eroded", 2); a name without a radius means one voxel ("dilated" -> ("dilated", 1))."""
     kind, _, radius_text = name.partition("_")
     if kind not in KINDS or not (radius_text == "" or radius_text.isdigit()) or (radius_text and int(radius_text) < 1):
-        raise PlanError(f"Unknown mask error {name!r}: expected eroded_N, dilated_N, shifted or shifted_N (N voxels, N >= 1).")
+        raise PlanError(f"Unknown mask error {name!r}: expected eroded_N, dilated_N, shifted or shifted_N "
+                        f"(N voxels, N >= 1).")
     return kind, int(radius_text or 1)
 
 
