@@ -221,7 +221,8 @@ def _fit_budget(budget: Budget, target: list[float], finest_allowed: float, crop
         f"One epoch = {iterations} iterations x {batch_size} = one pass over the ~{n_train} training vertebrae; "
         f"estimated {epoch_seconds:.1f} s per epoch at {budget.effective_gflops:g} effective GFLOP/s "
         f"({flops / 1e9:.3f} GFLOP forward per sample, x3 for training, x{views} view(s)); {epochs} epochs fill the "
-        f"{budget.minutes_per_fold:g}-minute {budget.name} budget per fold (at most {budget.max_epochs}).")
+        f"{budget.minutes_per_fold:g}-minute {budget.name} budget per fold (at most {budget.max_epochs}). "
+        f"{budget.why_minutes}".rstrip())
     if epochs < MIN_EPOCHS:
         reasons["training.epochs"] += (f" Even at the coarsest allowed spacing fewer than {MIN_EPOCHS} epochs fit: "
                                        f"expect under-training; use --budget gpu or a smaller crop.")
