@@ -150,3 +150,17 @@ def test_prediction_grades_far_off_masks_snapped_to_the_bone_and_says_so(tmp_pat
     assert not any("--keep_masks" in note for note in source["notes"])
     with open(tmp_path / "kept" / "predictions.csv") as handle:
         assert not any("snapped" in row["note"] for row in csv.DictReader(handle))
+
+
+def test_prediction_grades_shifted_masks_moved_back_and_says_so(tmp_path, model_folder):  # noqa: F811
+    ct, mask = _boxes()
+    (tmp_path / "in").mkdir()
+    write_image(ct, tmp_path / "in" / "case_0000.nii.gz")
+    write_image(degrade_mask(mask, "shifted_2"), tmp_path / "in" / "case.nii.gz")
+    run = run_prediction(tmp_path / "in", tmp_path / "out", _settings(model_folder, pictures=False))
+    source = json.loads((tmp_path / "out" / "case.json").read_text())["source"]
+    assert "moved onto the bone the CT shows" in source["vertebrae_from"]
+    assert any("moved by (-2, -2, -2) voxels" in note for note in source["notes"])
+    rows = run.records[0]["vertebrae"]
+    assert all(abs(row["anterior_mm"] - 16.0) <= 1.0 for row in rows)   # measured on the moved masks
+    assert all("moved by [-2, -2, -2] voxels" in row["note"] for row in rows)
