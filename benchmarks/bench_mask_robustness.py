@@ -6,7 +6,8 @@ fold's validation CTs with that fold's model only, so every number is out-of-fol
 - eroded / dilated: every vertebra label eroded or dilated by one voxel (dilation only into background, as a
   segmentation model's slightly generous masks are); eroded_2 / dilated_2, eroded_3 / dilated_3: by two, three;
 - shifted: the whole mask moved by two voxels along the CT's first axis and one along the second; shifted_2 /
-  shifted_3: by two / three voxels along every axis (also along the spine);
+  shifted_3: by two / three voxels along every axis (also along the spine); eroded_1+shifted_2,
+  dilated_1+shifted_2: a voxel too small or too generous and moved by two;
 - centroids: the phantom's VerSe centroid files, no mask (in this phantom family they sit at the mask's centre of
   mass, as training crops are centred).
 
@@ -29,7 +30,7 @@ from vfnet.dataset.splits import load_splits
 from vfnet.preprocessing.mask_errors import degrade_mask
 
 CONDITIONS = ("perfect", "eroded", "dilated", "shifted", "centroids", "eroded_2", "dilated_2", "eroded_3", "dilated_3",
-              "shifted_2", "shifted_3")
+              "shifted_2", "shifted_3", "eroded_1+shifted_2", "dilated_1+shifted_2")
 DEFAULT_CONDITIONS = CONDITIONS[:5]
 
 

@@ -7,7 +7,7 @@ import torch
 from test_morphometry import tilted_spine
 from vfnet.errors import PlanError
 from vfnet.morphometry.genant import FEATURE_NAMES
-from vfnet.preprocessing.mask_errors import degrade_mask, parse_mask_error
+from vfnet.preprocessing.mask_errors import degrade_mask, moved, parse_mask_error
 from vfnet.preprocessing.measurement import mask_error_morphometry
 from vfnet.training.data import SampleSet
 from vfnet.training.mask_error_input import MaskErrorMorphometry
@@ -43,6 +43,13 @@ def test_shift_moves_without_wrapping_around():
     assert shifted[2, 3, 4] == 20 and (shifted == 21).sum() == 0
     along_every_axis = sitk.GetArrayFromImage(degrade_mask(sitk.GetImageFromArray(labels), "shifted_2"))
     assert along_every_axis[4, 4, 4] == 20 and np.count_nonzero(along_every_axis) == 1
+    both = sitk.GetArrayFromImage(degrade_mask(sitk.GetImageFromArray(labels), "dilated_1+shifted_2"))
+    grown = sitk.GetArrayFromImage(degrade_mask(sitk.GetImageFromArray(labels), "dilated_1"))
+    assert both[4, 4, 4] == 20 and np.count_nonzero(both == 20) > 1   # grown, then moved
+    np.testing.assert_array_equal(both, moved(grown, (2, 2, 2)))
+    back = moved(labels, (-2, 0, -5))   # backwards too; what leaves the array is gone
+    assert back[0, 2, 2] == 0 and back[3, 5, 0] == 21 and np.count_nonzero(back) == 1
+    assert not moved(labels, (0, 6, 0)).any()   # a move as long as the array leaves nothing
 
 
 @pytest.mark.parametrize("name", ["eroded_0", "grown_1", "eroded_x", "perfect"])

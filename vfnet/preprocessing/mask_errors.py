@@ -38,7 +38,12 @@ def degrade_mask(mask: sitk.Image, name: str) -> sitk.Image:
     dilated_N: every label grows by N voxels into the background (labels never overwrite each other);
     shifted: the whole mask moves by SHIFT_VOXELS; shifted_N: by N voxels along every axis (z, y, x, so also
     along the spine); what leaves the image is lost, nothing wraps around.
+    Errors joined by "+" are made one after the other ("dilated_1+shifted_2": generous and moved).
     """
+    if "+" in name:
+        for part in name.split("+"):
+            mask = degrade_mask(mask, part)
+        return mask
     kind, radius = parse_mask_error(name)
     mask = sitk.Cast(mask, sitk.sitkUInt16)
     labels = sitk.GetArrayFromImage(mask)
