@@ -38,6 +38,17 @@ def test_shifted_masks_are_moved_back_onto_the_bone():
         assert f"moved by ({', '.join(str(step) for step in back[::-1])}) voxels" in check.note(mask.GetSpacing())
 
 
+def test_masks_too_small_and_off_the_bone_are_moved_before_they_are_snapped():
+    ct, mask = _boxes()
+    check = check_masks(degrade_mask(mask, "eroded_2+shifted_2"), ct, PHANTOM_LABELS)
+    assert check.shift_voxels == (-2, -2, -2) and check.snapped and check.volume_ratio < LOW_RATIO
+    assert check.how == ("moved onto the bone the CT shows (they sat off it) and snapped to the bone the CT shows "
+                         "(they were far from it)")
+    assert "moved by [-2, -2, -2] voxels onto the CT's bone and snapped" in check.vertebra_note()
+    # Snapped from labels still two voxels off, the endplates would go to the neighbours; moved first, exact.
+    np.testing.assert_array_equal(sitk.GetArrayFromImage(check.corrected), sitk.GetArrayFromImage(mask))
+
+
 def test_the_shift_search_stays_put_on_ties_and_finds_moves_along_one_axis():
     bone = np.zeros((30, 30, 30), bool)
     bone[10:20, 8:22, 8:22] = True
@@ -47,7 +58,9 @@ def test_the_shift_search_stays_put_on_ties_and_finds_moves_along_one_axis():
     assert best_shift(inside, bone) == ((0, 0, 0), 0.0)
     low = np.roll(bone, 3, axis=0)              # three voxels along the spine only
     shift, gain = best_shift(low, bone)
-    assert shift == (-3, 0, 0) and gain == 0.3
+    assert shift == (-3, 0, 0) and gain > MIN_SHIFT_GAIN
+    inside_moved = np.roll(inside, 2, axis=2)   # an eroded mask moved by two: moved back to the centre, not short
+    assert best_shift(inside_moved, bone)[0] == (0, 0, -2)
     far = np.roll(bone, MAX_SHIFT_VOXELS + 3, axis=1)   # beyond the search: moved as far as it may go
     assert best_shift(far, bone)[0] == (0, -MAX_SHIFT_VOXELS, 0)
 
