@@ -139,15 +139,15 @@ def test_a_mask_without_the_checked_labels_is_not_judged():
     assert check.volume_ratio is None and not check.masks_are_off
 
 
-def _case_with_dilated_mask(folder):
+def _case_with_degraded_mask(folder, error):
     ct, mask = _boxes()
     folder.mkdir()
     write_image(ct, folder / "case_0000.nii.gz")
-    write_image(degrade_mask(mask, "dilated_2"), folder / "case.nii.gz")
+    write_image(degrade_mask(mask, error), folder / "case.nii.gz")
 
 
 def test_prediction_grades_far_off_masks_snapped_to_the_bone_and_says_so(tmp_path, model_folder):  # noqa: F811
-    _case_with_dilated_mask(tmp_path / "in")
+    _case_with_degraded_mask(tmp_path / "in", "dilated_2")
     run = run_prediction(tmp_path / "in", tmp_path / "out", _settings(model_folder, pictures=False))
     source = json.loads((tmp_path / "out" / "case.json").read_text())["source"]
     assert source["mask_volume_ratio"] > HIGH_RATIO
@@ -166,10 +166,7 @@ def test_prediction_grades_far_off_masks_snapped_to_the_bone_and_says_so(tmp_pat
 
 
 def test_prediction_grades_shifted_masks_moved_back_and_says_so(tmp_path, model_folder):  # noqa: F811
-    ct, mask = _boxes()
-    (tmp_path / "in").mkdir()
-    write_image(ct, tmp_path / "in" / "case_0000.nii.gz")
-    write_image(degrade_mask(mask, "shifted_2"), tmp_path / "in" / "case.nii.gz")
+    _case_with_degraded_mask(tmp_path / "in", "shifted_2")
     run = run_prediction(tmp_path / "in", tmp_path / "out", _settings(model_folder, pictures=False))
     source = json.loads((tmp_path / "out" / "case.json").read_text())["source"]
     assert "moved onto the bone the CT shows" in source["vertebrae_from"]

@@ -197,6 +197,8 @@ def test_measured_speed_replans_the_epochs_and_is_recorded():
     assert measured["epochs_from_constant"] == training["epochs"] and measured["samples_per_second"] == 32.0
     assert replanned["estimates"]["training_minutes_per_fold"] <= get_budget("cpu").minutes_per_fold
     assert "Measured on this machine (Test CPU)" in replanned["reasons"]["training.epochs"]
+    # Why the budget has its minutes is measured on the benchmark, and survives the replanning of the epochs.
+    assert replanned["reasons"]["budget"] == plans["reasons"]["budget"] and "0.812" in plans["reasons"]["budget"]
     validate_plans(replanned)
     assert plans["training"]["epochs"] == training["epochs"]   # the input plan is left as it was
     # Checkpoints written at most every 60 s cost an epoch only its share of a write.

@@ -39,7 +39,7 @@ class Budget:
     supcon: bool                        # train with the supervised contrastive term (planner._loss_weights says why)
     validation_every: int = 1           # epochs between validations (always also the last epoch)
     checkpoint_every_seconds: float = 0.0   # checkpoint_latest + progress.png at most this often (0: every epoch)
-    why_minutes: str = ""               # the measurement behind minutes_per_fold, quoted in the plan's reasons
+    why_minutes: str = ""               # the measurement behind minutes_per_fold: the plan's reasons["budget"]
 
 
 BUDGETS = {
@@ -51,8 +51,8 @@ BUDGETS = {
                   # checkpoint_latest + progress.png took 1.7 s of each ~19 s epoch (training/throughput.py).
                   checkpoint_every_seconds=60.0,
                   why_minutes=(
-                      "4 minutes per fold, not the 5.5 that five folds of the phantom benchmark could take within 30 "
-                      "minutes: spending them measured no better there (documentation/benchmarks.md, eighth "
+                      "Not the 5.5 that five folds of the phantom benchmark could take within 30 minutes: "
+                      "spending them measured no better there (documentation/benchmarks.md, eighth "
                       "session; five folds, paired against this plan): 34 epochs on the same grid macro-F1 0.812 vs "
                       "0.813 (-0.002 [-0.035, +0.037]), 25 epochs on a 1.36 mm grid 0.812, and both lower with masks "
                       "eroded by two voxels (0.764 / 0.769 vs 0.786).")),

@@ -49,6 +49,9 @@ def plan_experiment(fingerprint: dict[str, Any], budget_name: str = "cpu",
     crop_mm = _crop_size_mm(fingerprint, reasons)
     samples_per_grade = max(2, budget.samples_per_grade)
     batch_size = samples_per_grade * len(present)
+    # Its own key: `--measure` rewrites reasons["training.epochs"], the budget's minutes stay as planned.
+    reasons["budget"] = (f"{budget.name}: {budget.minutes_per_fold:g} minutes of training per fold, at "
+                         f"{budget.effective_gflops:g} effective GFLOP/s. {budget.why_minutes}").rstrip()
     loss = _loss_weights(counts, present, budget, reasons)
     fit = _fit_budget(budget, target, finest_allowed, crop_mm, batch_size, fingerprint["num_vertebrae"],
                       training_views(loss["supcon_weight"]), reasons)
@@ -221,8 +224,7 @@ def _fit_budget(budget: Budget, target: list[float], finest_allowed: float, crop
         f"One epoch = {iterations} iterations x {batch_size} = one pass over the ~{n_train} training vertebrae; "
         f"estimated {epoch_seconds:.1f} s per epoch at {budget.effective_gflops:g} effective GFLOP/s "
         f"({flops / 1e9:.3f} GFLOP forward per sample, x3 for training, x{views} view(s)); {epochs} epochs fill the "
-        f"{budget.minutes_per_fold:g}-minute {budget.name} budget per fold (at most {budget.max_epochs}). "
-        f"{budget.why_minutes}".rstrip())
+        f"{budget.minutes_per_fold:g}-minute {budget.name} budget per fold (at most {budget.max_epochs}).")
     if epochs < MIN_EPOCHS:
         reasons["training.epochs"] += (f" Even at the coarsest allowed spacing fewer than {MIN_EPOCHS} epochs fit: "
                                        f"expect under-training; use --budget gpu or a smaller crop.")
