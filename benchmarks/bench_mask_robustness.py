@@ -30,7 +30,7 @@ from vfnet.dataset.splits import load_splits
 from vfnet.preprocessing.mask_errors import degrade_mask
 
 CONDITIONS = ("perfect", "eroded", "dilated", "shifted", "centroids", "eroded_2", "dilated_2", "eroded_3", "dilated_3",
-              "shifted_2", "shifted_3", "eroded_1+shifted_2", "dilated_1+shifted_2")
+              "shifted_2", "shifted_3", "eroded_1+shifted_2", "dilated_1+shifted_2", "mixed_1", "mixed_2")
 DEFAULT_CONDITIONS = CONDITIONS[:5]
 
 

@@ -10,8 +10,8 @@ from test_inference_predict import _settings, model_folder  # noqa: F401  (pytes
 from vfnet.dataset.image_io import write_image
 from vfnet.inference.predictor import run_prediction
 from vfnet.preprocessing.centroid_masks import OFF_LINE_MM, _on_the_spine
-from vfnet.preprocessing.mask_check import (HIGH_RATIO, LOW_RATIO, MAX_SHIFT_VOXELS, MIN_SHIFT_GAIN, best_shift,
-                                            check_masks, snap_to_bone)
+from vfnet.preprocessing.mask_check import (HIGH_RATIO, LOW_RATIO, MAX_SHIFT_VOXELS, MAX_SPREAD, MIN_SHIFT_GAIN,
+                                            best_shift, check_masks, ratio_spread, snap_to_bone)
 from vfnet.preprocessing.mask_errors import degrade_mask
 
 
@@ -74,6 +74,47 @@ def test_masks_two_voxels_off_are_snapped_to_the_bone():
         assert f"far {side} than a vertebra" in check.note()
         # Snapped to the CT's bone, the eroded and the dilated mask both become the phantom's own mask again.
         np.testing.assert_array_equal(sitk.GetArrayFromImage(check.corrected), truth)
+
+
+def _five_boxes() -> tuple[sitk.Image, sitk.Image]:
+    """Five box vertebrae T10-L2 (2 mm voxels), enough to tell masks that err alike from masks that err unevenly."""
+    ct = np.full((70, 20, 24), -100.0, np.float32)
+    labels = np.zeros(ct.shape, np.uint16)
+    for index, label in enumerate(range(21, 16, -1)):    # L2 lowest
+        z0 = 4 + index * 13
+        ct[z0:z0 + 9, 5:15, 6:18] = 300.0
+        labels[z0:z0 + 9, 5:15, 6:18] = label
+    ct += np.random.default_rng(1).normal(0, 5, ct.shape).astype(np.float32)
+    images = [sitk.GetImageFromArray(array) for array in (ct, labels)]
+    for image in images:
+        image.SetSpacing((2.0, 2.0, 2.0))
+    return images[0], images[1]
+
+
+def test_masks_that_err_differently_on_each_vertebra_are_snapped():
+    ct, mask = _five_boxes()
+    truth = sitk.GetArrayFromImage(mask)
+    check = check_masks(mask, ct, range(17, 22))
+    assert check.ratio_spread < 0.05 and not check.uneven and not check.masks_are_off
+    for error in ("eroded_1", "dilated_1"):   # erring alike: each ratio moves with the scan's median
+        alike = check_masks(degrade_mask(mask, error), ct, range(17, 22))
+        assert alike.ratio_spread < MAX_SPREAD and not alike.uneven, error
+    # Two vertebrae eroded by two voxels, two dilated by one, one exact: the scan's median ratio stays in range.
+    eroded, dilated = (sitk.GetArrayFromImage(degrade_mask(mask, error)) for error in ("eroded_2", "dilated_1"))
+    uneven = np.where(np.isin(dilated, (17, 21)), dilated, np.where(np.isin(eroded, (18, 20)), eroded, 0))
+    uneven[truth == 19] = 19
+    given = sitk.GetImageFromArray(uneven.astype(np.uint16))
+    given.CopyInformation(mask)
+    check = check_masks(given, ct, range(17, 22))
+    assert LOW_RATIO <= check.volume_ratio <= HIGH_RATIO and check.uneven and check.snapped
+    assert "err differently on each vertebra" in check.note() and "err unevenly" in check.vertebra_note()
+    np.testing.assert_array_equal(sitk.GetArrayFromImage(check.corrected), truth)
+
+
+def test_the_spread_needs_enough_vertebrae():
+    assert ratio_spread([0.5, 1.5, 1.0]) is None
+    assert abs(ratio_spread([1.0, 1.0, 2.0, 0.5, 1.0]) - 0.0) < 1e-9       # a median vertebra: half lie on it
+    assert abs(ratio_spread([0.5, 2.0, 1.0, 0.5, 2.0]) - np.log(2.0)) < 1e-9
 
 
 def test_snapping_keeps_the_given_labels_and_reaches_only_so_far():

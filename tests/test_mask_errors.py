@@ -52,6 +52,26 @@ def test_shift_moves_without_wrapping_around():
     assert not moved(labels, (0, 6, 0)).any()   # a move as long as the array leaves nothing
 
 
+def test_mixed_errs_on_each_label_its_own_way_and_the_same_way_every_time():
+    labels = np.zeros((24, 40, 40), np.uint16)
+    for index, label in enumerate(range(1, 13)):    # twelve separate boxes, far enough apart to move freely
+        row, column = divmod(index, 4)
+        labels[6:18, 4 + 12 * row:12 + 12 * row, 2 + 10 * column:8 + 10 * column] = label
+    mask = sitk.GetImageFromArray(labels)
+    mixed = sitk.GetArrayFromImage(degrade_mask(mask, "mixed_1"))
+    np.testing.assert_array_equal(mixed, sitk.GetArrayFromImage(degrade_mask(mask, "mixed_1")))
+    moves, size_changes = set(), set()
+    for label in range(1, 13):
+        size, first = int((mixed == label).sum()), np.argwhere(mixed == label).min(axis=0)
+        assert size in (10 * 6 * 4, 12 * 8 * 6) or size > 12 * 8 * 6   # eroded by one, kept, or dilated by one
+        size_change = -1 if size < 12 * 8 * 6 else 1 if size > 12 * 8 * 6 else 0
+        move = first - (np.argwhere(labels == label).min(axis=0) - size_change)
+        assert np.abs(move).max() <= 1
+        moves.add(tuple(move))
+        size_changes.add(size_change)
+    assert len(moves) >= 3 and len(size_changes) >= 2   # each label its own errors
+
+
 @pytest.mark.parametrize("name", ["eroded_0", "grown_1", "eroded_x", "perfect"])
 def test_unknown_mask_error_is_a_plan_error(name):
     with pytest.raises(PlanError, match=name):

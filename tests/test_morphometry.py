@@ -8,7 +8,7 @@ import SimpleITK as sitk
 from vfnet.morphometry.frame import cranio_caudal_axis, local_frame
 from vfnet.morphometry.genant import (FEATURE_NAMES, feature_vector, grade_from_height_loss, json_ready,
                                       measure_spine, morphometry_inputs)
-from vfnet.morphometry.heights import EDGE_FRACTION, MAX_SHIFT_MM, _consistent_edges
+from vfnet.morphometry.heights import CASE_TOLERANCE_MM, EDGE_FRACTION, MAX_SHIFT_MM, _consistent_edges
 
 BODY_DEPTH = 30.0        # mm, anterior wall at p = -30, posterior wall at p = 0
 VERTEBRA_STEP = 34.0     # mm between vertebra centres along the spine
@@ -113,6 +113,37 @@ def test_the_scans_typical_move_accepts_two_voxels_and_rejects_a_ridge_across_th
     assert scan["anterior"] == (30.0, 110.0, "ct")
     assert scan["middle"] == (30.0, 110.0, "ct")                 # missing: the scan's typical move
     assert scan["posterior"] == (31.0, 110.0, "ct")              # 11 mm: 4 mm from typical, replaced
+
+
+def test_a_vertebra_whose_positions_agree_keeps_its_own_move_against_the_scans():
+    # Each vertebra of a segmentation is off its own way: this one is 4 mm (8 samples) too generous at both ends,
+    # found alike at all three positions, while the rest of the scan's masks were exact (typical move 0): 4 mm is
+    # beyond CASE_TOLERANCE_MM of the scan's move, within MAX_SHIFT_MM of the vertebra's own.
+    assert CASE_TOLERANCE_MM < 4.0 <= MAX_SHIFT_MM
+    edges = {name: {"mask": (40.0, 100.0), "ct": (48.0 + offset, 92.0 - offset)}
+             for name, offset in (("anterior", 0.0), ("middle", 0.5), ("posterior", -0.5))}
+    own = _consistent_edges(edges, sample_mm=0.5, typical_moves=(0.0, 0.0))
+    assert own["anterior"] == (48.0, 92.0, "ct") and own["middle"] == (48.5, 91.5, "ct")
+    # Positions that disagree (4 mm apart) do not overrule the scan: a move 4 mm from it takes the scan's.
+    edges["posterior"]["ct"] = (40.0, 100.0)
+    scan = _consistent_edges(edges, sample_mm=0.5, typical_moves=(0.0, 0.0))
+    assert scan["anterior"] == (40.0, 100.0, "ct") and scan["posterior"] == (40.0, 100.0, "ct")
+
+
+def test_heights_when_each_vertebra_is_off_its_own_way():
+    # L2's mask 4 mm too generous (into both discs), L1's and L3's exact: the scan's typical move is that of the
+    # exact ones, and L2 is corrected by its own, agreeing positions.
+    ct, mask = tilted_spine({20: (26, 26), 21: (26, 26), 22: (26, 26)})
+    labels = sitk.GetArrayFromImage(mask)
+    grown = sitk.GetArrayFromImage(sitk.BinaryDilate(sitk.Cast(mask == 21, sitk.sitkUInt8), [0, 0, 4])) > 0
+    labels[grown & (labels == 0)] = 21
+    generous = sitk.GetImageFromArray(labels)
+    generous.CopyInformation(mask)
+    report = measure_spine(generous, ct)
+    for label in (20, 21, 22):
+        for key, value in expected_heights(26, 26).items():
+            assert abs(report[label][key] - value) <= 1.0, (label, key, report[label][key], value)
+        assert report[label]["morphometric_grade"] == 0
 
 
 def test_heights_when_every_mask_of_the_scan_is_7_mm_short():

@@ -55,7 +55,7 @@ def measure_spine(mask: sitk.Image, ct: sitk.Image | None,
     """
     statistics = mask_statistics(mask)
     size = np.asarray(mask.GetSize())
-    cut = {int(l) for l in statistics.GetLabels() if _touches_border(statistics.GetBoundingBox(l), size)}
+    cut = {int(l) for l in statistics.GetLabels() if touches_border(statistics.GetBoundingBox(l), size)}
     # A vertebra cut by the scan's border has a displaced centre: it orients no neighbour's axis.
     orienting = {int(l): statistics.GetCentroid(l) for l in statistics.GetLabels()
                  if int(l) in SPINE_LABELS and int(l) not in cut}
@@ -77,7 +77,7 @@ def measure_spine(mask: sitk.Image, ct: sitk.Image | None,
     return {label: _report(label, heights, axes, centres) for label in wanted}
 
 
-def _touches_border(box, size: np.ndarray) -> bool:
+def touches_border(box, size: np.ndarray) -> bool:
     box = np.asarray(box)   # x, y, z start, then sizes
     return bool(np.any(box[:3] == 0) or np.any(box[:3] + box[3:] >= size))
 

@@ -45,6 +45,7 @@ MAX_SHIFT_MM = 6.0              # the CT may move a mask's endplate this far: tw
 CASE_MOVE_LIMIT_MM = 10.0       # moves up to this far count towards the scan's typical move of an endplate ...
 CASE_TOLERANCE_MM = 3.0         # ... and a move this far from that typical move is accepted
 MIN_CASE_MOVES = 6              # endplates found on the CT needed for a typical move (else: per vertebra)
+OWN_AGREEMENT_MM = 1.5          # a vertebra whose positions all move an endplate alike (this close) keeps its move
 MIN_TURN_DEGREES = 2.0          # the slab is turned onto the body's own endplates when they tilt more than this
 MAX_TURN_DEGREES = 25.0
 POSITIONS = {"anterior": EDGE_FRACTION, "middle": 0.5, "posterior": 1.0 - EDGE_FRACTION}
@@ -186,7 +187,8 @@ def settle(result: BodyHeights, sample_mm: float = SAMPLE_MM,
            typical_moves: tuple[float | None, float | None] = (None, None)) -> BodyHeights:
     """Set the heights from the endplates found (`result.endplate_edges`). With the scan's typical move of each
     endplate (`typical_moves`, from `case_typical_moves`), a CT endplate is accepted within CASE_TOLERANCE_MM of
-    it; otherwise within MAX_SHIFT_MM of the mask, as for a vertebra measured alone."""
+    it, or of the vertebra's own move where its positions agree; otherwise within MAX_SHIFT_MM of the mask, as
+    for a vertebra measured alone."""
     if not result.endplate_edges:
         return result
     sources = set()
@@ -282,15 +284,18 @@ def _consistent_edges(edges: dict[str, dict], sample_mm: float,
     (or a position where the CT shows no endplate) takes the typical move. Otherwise a move of at most
     MAX_SHIFT_MM is accepted; a larger one caught another ridge (the neighbour's endplate across a thin disc on
     thick slices) and takes, like a missing one, the median move of the same endplate at the other positions (a
-    mask's error is much the same along one endplate)."""
+    mask's error is much the same along one endplate). A vertebra whose positions agree on an endplate's move
+    (`_agreed_moves`) uses that move in place of the scan's: a model's masks can be off differently on each
+    vertebra, and a move found alike at two or three positions is no stray ridge."""
     limit = MAX_SHIFT_MM / sample_mm
     own = _median_moves([edges], limit, min_count=1)
+    agreed = _agreed_moves(edges, limit, OWN_AGREEMENT_MM / sample_mm)
 
     def accepted(move: float | None, side: int) -> float | None:
-        scan_move = typical_moves[side]
-        if scan_move is not None:
-            return move if move is not None and abs(move - scan_move) <= CASE_TOLERANCE_MM / sample_mm \
-                else scan_move
+        reference = agreed[side] if agreed[side] is not None else typical_moves[side]
+        if reference is not None:
+            return move if move is not None and abs(move - reference) <= CASE_TOLERANCE_MM / sample_mm \
+                else reference
         return move if move is not None and abs(move) <= limit else own[side]
 
     result: dict[str, tuple[float, float, str]] = {}
@@ -307,6 +312,18 @@ def _consistent_edges(edges: dict[str, dict], sample_mm: float,
         else:
             result[name] = (sides[0], sides[1], "ct")
     return result
+
+
+def _agreed_moves(edges: dict[str, dict], limit: float, agreement: float) -> tuple[float | None, float | None]:
+    """Per endplate (lower, upper): the median CT move of this vertebra where at least two of its positions found
+    the endplate and all of them moved it alike (within `agreement`, each at most `limit`), else None."""
+    moves: tuple[list[float], list[float]] = ([], [])
+    for found in edges.values():
+        if found["mask"] and found["ct"]:
+            for side in (0, 1):
+                moves[side].append(found["ct"][side] - found["mask"][side])
+    return tuple(float(np.median(side)) if len(side) >= 2 and np.ptp(side) <= agreement
+                 and max(map(abs, side)) <= limit else None for side in moves)
 
 
 def _runs(flags: np.ndarray) -> list[tuple[int, int]]:

@@ -39,12 +39,14 @@ import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage
 
-from vfnet.morphometry.genant import mask_statistics
+from vfnet.morphometry.genant import touches_border, mask_statistics
 from vfnet.preprocessing.centroid_masks import estimate_around_mask_centres
 from vfnet.preprocessing.mask_errors import moved
 
 LOW_RATIO = 0.4
 HIGH_RATIO = 1.6
+MAX_SPREAD = 0.15         # median |log ratio - the scan's median log ratio| of masks that err alike on every vertebra
+MIN_SPREAD_VERTEBRAE = 4  # whole vertebrae (not cut by the scan's border) needed to judge the spread
 REACH_MM = 8.0     # bone this close to a given label is that label's: two voxels of 3 mm slices plus a margin
 MAX_SHIFT_VOXELS = 4   # moves searched along each axis: 12 mm on 3 mm slices, under half a vertebra
 BLUR_VOXELS = 1.5      # the bone is blurred before the search, so a mask smaller than the bone fits best centred
@@ -60,6 +62,12 @@ class MaskCheck:
     shift_voxels: tuple[int, int, int] | None = None  # (z, y, x) array move that put them on the bone, if moved
     bone_gain: float = 0.0                            # blurred bone per mask voxel the move added
     snapped: bool = False                             # the (moved) masks were snapped to the bone
+    ratio_spread: float | None = None                 # how differently the vertebrae's ratios err (MAX_SPREAD)
+
+    @property
+    def uneven(self) -> bool:
+        """The vertebrae's masks err differently from one another (some too small, some too large)."""
+        return self.ratio_spread is not None and self.ratio_spread > MAX_SPREAD
 
     @property
     def masks_are_off(self) -> bool:
@@ -81,11 +89,15 @@ class MaskCheck:
             sentences.append(f"the given masks sit off the bone the CT shows: they were moved by "
                              f"({', '.join(map(str, xyz))}) voxels along the image's (x, y, z) axes ({millimetres} "
                              f"mm), where they fit it best")
-        if self.snapped:
+        if self.snapped and not LOW_RATIO <= self.volume_ratio <= HIGH_RATIO:
             side = "less" if self.volume_ratio < LOW_RATIO else "more"
             sentences.append(f"the given masks hold {self.volume_ratio:.2f} times the bone the CT shows around their "
                              f"centres (median over the vertebrae; {LOW_RATIO:g}-{HIGH_RATIO:g} expected): far {side} "
                              f"than a vertebra, so each given label was snapped to the bone the CT shows")
+        elif self.snapped:
+            sentences.append(f"the given masks err differently on each vertebra (some hold far less of the bone the "
+                             f"CT shows than others: spread {self.ratio_spread:.2f}, at most {MAX_SPREAD:g} "
+                             f"expected), so each given label was snapped to the bone the CT shows")
         return "; ".join(sentences) + (": each vertebra was measured and graded on that mask (check the picture; "
                                        "--keep_masks uses the given masks)")
 
@@ -93,8 +105,8 @@ class MaskCheck:
         """Said in the note of every vertebra of the case."""
         parts = [f"moved by {list(self.shift_voxels[::-1])} voxels onto the CT's bone"] \
             if self.shift_voxels is not None else []
-        parts += [f"snapped to the CT's bone (the scan's masks hold {self.volume_ratio:.2f} times that bone)"] \
-            if self.snapped else []
+        held = f"hold {self.volume_ratio:.2f} times that bone" if not self.uneven else "err unevenly"
+        parts += [f"snapped to the CT's bone (the scan's masks {held})"] if self.snapped else []
         return f"graded on its mask {' and '.join(parts)} (see the case's notes)"
 
 
@@ -110,16 +122,28 @@ def check_masks(mask: sitk.Image, ct: sitk.Image, labels: Iterable[int]) -> Mask
         mask.CopyInformation(estimate)
         estimate = estimate_around_mask_centres(mask, ct)   # the estimate follows the centres it grew from
     given, estimated = mask_statistics(mask), mask_statistics(estimate)
-    ratios = [given.GetNumberOfPixels(label) / estimated.GetNumberOfPixels(label)
-              for label in map(int, labels) if given.HasLabel(label) and estimated.HasLabel(label)]
+    checked = [label for label in map(int, labels) if given.HasLabel(label) and estimated.HasLabel(label)]
+    ratios = {label: given.GetNumberOfPixels(label) / estimated.GetNumberOfPixels(label) for label in checked}
     if not ratios:
         return MaskCheck(None)
-    ratio = float(np.median(ratios))
-    snaps = not LOW_RATIO <= ratio <= HIGH_RATIO
+    ratio = float(np.median(list(ratios.values())))
+    spread = ratio_spread([ratios[label] for label in checked
+                           if not touches_border(given.GetBoundingBox(label), mask.GetSize())])
+    snaps = not LOW_RATIO <= ratio <= HIGH_RATIO or (spread is not None and spread > MAX_SPREAD)
     if not moves and not snaps:
-        return MaskCheck(ratio)
+        return MaskCheck(ratio, ratio_spread=spread)
     return MaskCheck(ratio, snap_to_bone(mask, estimate) if snaps else mask, shift if moves else None,
-                     gain if moves else 0.0, snaps)
+                     gain if moves else 0.0, snaps, spread)
+
+
+def ratio_spread(ratios: list[float]) -> float | None:
+    """How differently the vertebrae's masks err: the median distance of their log ratios from the scan's median
+    log ratio (0.1: a typical vertebra holds 10 % more or less than the scan's median); None for fewer than
+    MIN_SPREAD_VERTEBRAE vertebrae."""
+    if len(ratios) < MIN_SPREAD_VERTEBRAE:
+        return None
+    logs = np.log(ratios)
+    return float(np.median(np.abs(logs - np.median(logs))))
 
 
 def best_shift(given: np.ndarray, bone: np.ndarray) -> tuple[tuple[int, int, int], float]:

@@ -1,4 +1,5 @@
-"""The errors a segmentation model's masks have, made on purpose: eroded, dilated or shifted by a voxel or two.
+"""The errors a segmentation model's masks have, made on purpose: eroded, dilated or shifted by a voxel or two,
+the whole scan alike or ("mixed") each vertebra its own way.
 
 `degrade_mask` is what the robustness benchmark grades through (benchmarks/bench_mask_robustness.py) and what
 preprocessing measures the training vertebrae on a second time (measurement.mask_error_morphometry), so the network
@@ -6,6 +7,7 @@ also sees the height ratios a mask a voxel or two off gives, not only the exact 
 """
 from __future__ import annotations
 
+import zlib
 from typing import Sequence
 
 import numpy as np
@@ -18,7 +20,7 @@ except ImportError:
 from vfnet.errors import PlanError
 from vfnet.morphometry.genant import mask_statistics
 
-KINDS = ("eroded", "dilated", "shifted")
+KINDS = ("eroded", "dilated", "shifted", "mixed")
 SHIFT_VOXELS = (0, 1, 2)   # (z, y, x) voxels of "shifted": a small move along every in-plane axis
 
 
@@ -26,8 +28,8 @@ def parse_mask_error(name: str) -> tuple[str, int]:
     """"eroded_2" -> ("eroded", 2); a name without a radius means one voxel ("dilated" -> ("dilated", 1))."""
     kind, _, radius_text = name.partition("_")
     if kind not in KINDS or not (radius_text == "" or radius_text.isdigit()) or (radius_text and int(radius_text) < 1):
-        raise PlanError(f"Unknown mask error {name!r}: expected eroded_N, dilated_N, shifted or shifted_N "
-                        f"(N voxels, N >= 1).")
+        raise PlanError(f"Unknown mask error {name!r}: expected eroded_N, dilated_N, shifted, shifted_N or "
+                        f"mixed_N (N voxels, N >= 1).")
     return kind, int(radius_text or 1)
 
 
@@ -37,7 +39,10 @@ def degrade_mask(mask: sitk.Image, name: str) -> sitk.Image:
     eroded_N: every label loses the voxels within N voxels (ball) of another label or the background;
     dilated_N: every label grows by N voxels into the background (labels never overwrite each other);
     shifted: the whole mask moves by SHIFT_VOXELS; shifted_N: by N voxels along every axis (z, y, x, so also
-    along the spine); what leaves the image is lost, nothing wraps around.
+    along the spine); what leaves the image is lost, nothing wraps around;
+    mixed_N: each label on its own is eroded or dilated by 0..N voxels and moved by -1..1 voxel along each axis,
+    drawn at random with a seed taken from the mask itself (the same mask always gets the same errors), as a
+    segmentation model errs differently on each vertebra. A label never overwrites another.
     Errors joined by "+" are made one after the other ("dilated_1+shifted_2": generous and moved).
     """
     if "+" in name:
@@ -62,11 +67,36 @@ def degrade_mask(mask: sitk.Image, name: str) -> sitk.Image:
     elif kind == "dilated":
         grown = sitk.GetArrayFromImage(sitk.GrayscaleDilate(mask, [radius] * 3))
         result = np.where(labels > 0, labels, grown).astype(labels.dtype)
+    elif kind == "mixed":
+        result = _mixed(mask, labels, radius)
     else:
         result = moved(labels, SHIFT_VOXELS if name == "shifted" else (radius,) * 3)
     image = sitk.GetImageFromArray(result)
     image.CopyInformation(mask)
     return image
+
+
+def _mixed(mask: sitk.Image, labels: np.ndarray, radius: int) -> np.ndarray:
+    """Every label eroded or dilated by its own random 0..radius voxels and moved by its own -1..1 voxels."""
+    rng = np.random.default_rng(zlib.crc32(labels.tobytes()))
+    result = np.zeros_like(labels)
+    statistics = mask_statistics(mask)
+    for label in statistics.GetLabels():
+        size_change = int(rng.integers(-radius, radius + 1))   # < 0: eroded, > 0: dilated
+        shift = rng.integers(-1, 2, size=3)
+        start, size = _padded_box(statistics.GetBoundingBox(label), abs(size_change) + 1, mask.GetSize())
+        region = sitk.RegionOfInterest(mask, size, start) == int(label)
+        if size_change < 0:
+            region = sitk.BinaryErode(region, [-size_change] * 3)
+        elif size_change > 0:
+            free = sitk.RegionOfInterest(mask, size, start) == 0
+            region = sitk.Or(sitk.And(sitk.BinaryDilate(region, [size_change] * 3), free), region)
+        window = tuple(slice(b, b + n) for b, n in zip(start[::-1], size[::-1]))
+        own = np.zeros_like(labels, dtype=bool)
+        own[window] = sitk.GetArrayFromImage(region) > 0
+        own = moved(own, shift)
+        result[own & (result == 0)] = label
+    return result
 
 
 def moved(array: np.ndarray, shift: Sequence[int]) -> np.ndarray:
