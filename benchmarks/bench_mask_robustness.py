@@ -7,7 +7,9 @@ fold's validation CTs with that fold's model only, so every number is out-of-fol
   segmentation model's slightly generous masks are); eroded_2 / dilated_2, eroded_3 / dilated_3: by two, three;
 - shifted: the whole mask moved by two voxels along the CT's first axis and one along the second; shifted_2 /
   shifted_3: by two / three voxels along every axis (also along the spine); eroded_1+shifted_2,
-  dilated_1+shifted_2: a voxel too small or too generous and moved by two;
+  dilated_1+shifted_2: a voxel too small or too generous and moved by two; mixed_1 / mixed_2: each vertebra its
+  own way, eroded or dilated by 0-1 / 0-2 voxels and moved by -1..1 voxel per axis (a model errs differently on
+  each vertebra);
 - centroids: the phantom's VerSe centroid files, no mask (in this phantom family they sit at the mask's centre of
   mass, as training crops are centred).
 

@@ -37,7 +37,7 @@ def main() -> None:
     parser.add_argument("--phantom", type=Path, default=DEFAULT_PHANTOM)
     parser.add_argument("--conditions", nargs="+", default=["perfect", "eroded", "dilated"],
                         choices=["perfect", "eroded", "dilated", "shifted", "eroded_2", "dilated_2", "shifted_2",
-                                 "eroded_3", "dilated_3", "shifted_3", "centroids"])
+                                 "eroded_3", "dilated_3", "shifted_3", "mixed_1", "mixed_2", "centroids"])
     parser.add_argument("--bone_hu", type=float, nargs="+", default=[centroid_masks.BONE_HU],
                         help="centroids only: bone thresholds to compare (default: vfnet's)")
     parser.add_argument("--mask_check", action="store_true",

@@ -18,7 +18,7 @@ MASK_SHIFT_VOXELS = 1
 MASK_MORPHOLOGY_VOXELS = 2         # the mask channel's erosion or dilation: 1 or 2 crop voxels
 # Training vertebrae are also measured on their masks degraded these ways (preprocessing/mask_errors.py), and
 # that fraction of the training samples is shown those ratios instead of the exact ones (training/mask_error_input.py).
-MORPHOMETRY_MASK_ERRORS = ["eroded_1", "dilated_1", "eroded_2", "dilated_2", "mixed_1", "mixed_2"]
+MORPHOMETRY_MASK_ERRORS = ["eroded_1", "dilated_1", "eroded_2", "dilated_2"]
 MASK_ERROR_MORPHOMETRY_PROBABILITY = 0.3
 CENTROID_INPUT_PROBABILITY = 0.3   # fraction of training views shown as centroid input (training/centroid_input.py)
 CENTROID_JITTER_MM = 2.0           # standard deviation of the centroid's offset from the crop centre, per axis
@@ -90,8 +90,7 @@ def mask_error_morphometry(reasons: dict[str, str]) -> tuple[dict[str, Any], dic
     """(preprocessing entry, training entry): the training ratios measured on degraded masks."""
     reasons["preprocessing.morphometry_mask_errors"] = (
         f"Each training vertebra is measured a second time on its mask degraded each of these ways "
-        f"({', '.join(MORPHOMETRY_MASK_ERRORS)}: eroded or dilated by one or two voxels of the stored CT, the whole "
-        f"mask alike or each vertebra its own way and moved by up to a voxel), and "
+        f"({', '.join(MORPHOMETRY_MASK_ERRORS)}: eroded or dilated by one or two voxels of the stored CT), and "
         f"{MASK_ERROR_MORPHOMETRY_PROBABILITY:.0%} of the training samples see one of those measurements instead of "
         f"the exact one (training.mask_error_morphometry_probability). Trained on exact ratios only, masks two "
         f"voxels off cost macro-F1 0.13-0.15 on the phantom benchmark (documentation/benchmarks.md).")
