@@ -50,7 +50,7 @@ import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage
 
-from vfnet.morphometry.genant import touches_border, mask_statistics
+from vfnet.morphometry.genant import mask_statistics, touches_border
 from vfnet.preprocessing.centroid_masks import estimate_around_mask_centres
 from vfnet.preprocessing.mask_errors import moved
 
