@@ -27,7 +27,8 @@ apart: above MAX_SPREAD the labels are snapped as well. Measured on the phantom'
 2026-11-28): its own masks 0.004-0.074, masks eroded / dilated / moved alike by one voxel 0.015-0.186 (2 CTs over
 0.15) / 0.005-0.043 / 0.004-0.074, dilated or moved by two 0.008-0.083; each vertebra its own way by up to one
 voxel 0.009-0.613 (27 of 40 CTs over 0.15), by up to two 0.041-1.018 (36 of 40); the real TotalSegmentator
-example 0.003 (five whole vertebrae; the TPTBox sample has one, so no spread).
+example 0.003 (five whole vertebrae; the TPTBox sample has one, so no spread); the demo's synthetic spines
+0.010-0.035 (12 cases).
 
 Masks can also sit off the bone: a segmentation moved by a few voxels (a resampling or registration slip) keeps
 its volume, so the ratio does not see it. Its overlap with the estimate's bone does: `best_shift` searches the
