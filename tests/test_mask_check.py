@@ -91,6 +91,17 @@ def _five_boxes() -> tuple[sitk.Image, sitk.Image]:
     return images[0], images[1]
 
 
+def _unevenly_wrong(mask: sitk.Image) -> sitk.Image:
+    """T10 and L2 dilated by one voxel, T11 and L1 eroded by two, T12 exact."""
+    truth = sitk.GetArrayFromImage(mask)
+    eroded, dilated = (sitk.GetArrayFromImage(degrade_mask(mask, error)) for error in ("eroded_2", "dilated_1"))
+    uneven = np.where(np.isin(dilated, (17, 21)), dilated, np.where(np.isin(eroded, (18, 20)), eroded, 0))
+    uneven[truth == 19] = 19
+    given = sitk.GetImageFromArray(uneven.astype(np.uint16))
+    given.CopyInformation(mask)
+    return given
+
+
 def test_masks_that_err_differently_on_each_vertebra_are_snapped():
     ct, mask = _five_boxes()
     truth = sitk.GetArrayFromImage(mask)
@@ -100,15 +111,26 @@ def test_masks_that_err_differently_on_each_vertebra_are_snapped():
         alike = check_masks(degrade_mask(mask, error), ct, range(17, 22))
         assert alike.ratio_spread < MAX_SPREAD and not alike.uneven, error
     # Two vertebrae eroded by two voxels, two dilated by one, one exact: the scan's median ratio stays in range.
-    eroded, dilated = (sitk.GetArrayFromImage(degrade_mask(mask, error)) for error in ("eroded_2", "dilated_1"))
-    uneven = np.where(np.isin(dilated, (17, 21)), dilated, np.where(np.isin(eroded, (18, 20)), eroded, 0))
-    uneven[truth == 19] = 19
-    given = sitk.GetImageFromArray(uneven.astype(np.uint16))
-    given.CopyInformation(mask)
-    check = check_masks(given, ct, range(17, 22))
+    check = check_masks(_unevenly_wrong(mask), ct, range(17, 22))
     assert LOW_RATIO <= check.volume_ratio <= HIGH_RATIO and check.uneven and check.snapped
     assert "err differently on each vertebra" in check.note() and "err unevenly" in check.vertebra_note()
     np.testing.assert_array_equal(sitk.GetArrayFromImage(check.corrected), truth)
+
+
+def test_prediction_snaps_uneven_masks_and_says_why(tmp_path, model_folder):  # noqa: F811
+    ct, mask = _five_boxes()
+    (tmp_path / "in").mkdir()
+    write_image(ct, tmp_path / "in" / "case_0000.nii.gz")
+    write_image(_unevenly_wrong(mask), tmp_path / "in" / "case.nii.gz")
+    run = run_prediction(tmp_path / "in", tmp_path / "out", _settings(model_folder, pictures=False))
+    source = json.loads((tmp_path / "out" / "case.json").read_text())["source"]
+    assert LOW_RATIO <= source["mask_volume_ratio"] <= HIGH_RATIO
+    assert "snapped to the bone the CT shows" in source["vertebrae_from"]
+    assert any("err differently on each vertebra" in note for note in source["notes"])
+    rows = run.records[0]["vertebrae"]
+    assert len(rows) == 5 and all("err unevenly" in row["note"] for row in rows)
+    # Measured on the snapped masks: every box's own 18 mm, the eroded and the dilated ones alike.
+    assert all(abs(row["anterior_mm"] - 18.0) <= 1.0 for row in rows)
 
 
 def test_the_spread_needs_enough_vertebrae():
