@@ -21,6 +21,7 @@ import numpy as np
 import SimpleITK as sitk
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_mask_robustness import CONDITIONS   # the same degraded masks as the network's benchmark
 from common import DEFAULT_PHANTOM, base_parser, convert_phantom, machine, metrics_with_intervals, summary_line, write_result
 
 from vfnet.dataset.format import load_raw_dataset
@@ -35,9 +36,7 @@ DATASET_ID = 505
 def main() -> None:
     parser = base_parser(__doc__)
     parser.add_argument("--phantom", type=Path, default=DEFAULT_PHANTOM)
-    parser.add_argument("--conditions", nargs="+", default=["perfect", "eroded", "dilated"],
-                        choices=["perfect", "eroded", "dilated", "shifted", "eroded_2", "dilated_2", "shifted_2",
-                                 "eroded_3", "dilated_3", "shifted_3", "mixed_1", "mixed_2", "centroids"])
+    parser.add_argument("--conditions", nargs="+", default=["perfect", "eroded", "dilated"], choices=CONDITIONS)
     parser.add_argument("--bone_hu", type=float, nargs="+", default=[centroid_masks.BONE_HU],
                         help="centroids only: bone thresholds to compare (default: vfnet's)")
     parser.add_argument("--mask_check", action="store_true",

@@ -219,15 +219,19 @@ def _median_moves(edge_sets: Iterable[dict[str, dict]], limit: float,
                   min_count: int) -> tuple[float | None, float | None]:
     """Median CT move (samples) of the lower and of the upper endplate over every position of `edge_sets` where
     both were found, counting moves up to `limit`; None for a side with fewer than `min_count` of them."""
+    moves = [[move for move in side if abs(move) <= limit] for side in _ct_moves(edge_sets)]
+    return tuple(float(np.median(side)) if len(side) >= min_count else None for side in moves)
+
+
+def _ct_moves(edge_sets: Iterable[dict[str, dict]]) -> tuple[list[float], list[float]]:
+    """The CT's moves (samples) of the lower and of the upper endplate at every position where both were found."""
     moves: tuple[list[float], list[float]] = ([], [])
     for edges in edge_sets:
         for found in edges.values():
             if found["mask"] and found["ct"]:
                 for side in (0, 1):
-                    move = found["ct"][side] - found["mask"][side]
-                    if abs(move) <= limit:
-                        moves[side].append(move)
-    return tuple(float(np.median(side)) if len(side) >= min_count else None for side in moves)
+                    moves[side].append(found["ct"][side] - found["mask"][side])
+    return moves
 
 
 def _body_extent(inside: np.ndarray, sample_mm: float) -> tuple[int, int, bool]:
@@ -317,13 +321,8 @@ def _consistent_edges(edges: dict[str, dict], sample_mm: float,
 def _agreed_moves(edges: dict[str, dict], limit: float, agreement: float) -> tuple[float | None, float | None]:
     """Per endplate (lower, upper): the median CT move of this vertebra where at least two of its positions found
     the endplate and all of them moved it alike (within `agreement`, each at most `limit`), else None."""
-    moves: tuple[list[float], list[float]] = ([], [])
-    for found in edges.values():
-        if found["mask"] and found["ct"]:
-            for side in (0, 1):
-                moves[side].append(found["ct"][side] - found["mask"][side])
     return tuple(float(np.median(side)) if len(side) >= 2 and np.ptp(side) <= agreement
-                 and max(map(abs, side)) <= limit else None for side in moves)
+                 and max(map(abs, side)) <= limit else None for side in _ct_moves([edges]))
 
 
 def _runs(flags: np.ndarray) -> list[tuple[int, int]]:

@@ -50,8 +50,9 @@ def plan_experiment(fingerprint: dict[str, Any], budget_name: str = "cpu",
     samples_per_grade = max(2, budget.samples_per_grade)
     batch_size = samples_per_grade * len(present)
     # Its own key: `--measure` rewrites reasons["training.epochs"], the budget's minutes stay as planned.
-    reasons["budget"] = (f"{budget.name}: {budget.minutes_per_fold:g} minutes of training per fold, at "
-                         f"{budget.effective_gflops:g} effective GFLOP/s. {budget.why_minutes}").rstrip()
+    reasons["budget"] = " ".join(filter(None, [f"{budget.name}: {budget.minutes_per_fold:g} minutes of training per "
+                                               f"fold, at {budget.effective_gflops:g} effective GFLOP/s.",
+                                               budget.why_minutes]))
     loss = _loss_weights(counts, present, budget, reasons)
     fit = _fit_budget(budget, target, finest_allowed, crop_mm, batch_size, fingerprint["num_vertebrae"],
                       training_views(loss["supcon_weight"]), reasons)

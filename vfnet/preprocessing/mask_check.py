@@ -44,7 +44,7 @@ dilated by two and moved by two 0.033-0.054, and the search finds the exact move
 (the rest one voxel short along one axis); eroded by two and moved by two: 35 of 40.
 """
 import itertools
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Iterable
 
 import numpy as np
@@ -73,13 +73,22 @@ class MaskCheck:
     corrected: sitk.Image | None = None               # the masks to grade on instead, set only when they are off
     shift_voxels: tuple[int, int, int] | None = None  # (z, y, x) array move that put them on the bone, if moved
     bone_gain: float = 0.0                            # blurred bone per mask voxel the move added
-    snapped: bool = False                             # the (moved) masks were snapped to the bone
     ratio_spread: float | None = None                 # how differently the vertebrae's ratios err (MAX_SPREAD)
+
+    @property
+    def far_from_bone(self) -> bool:
+        """The scan's masks hold far less or far more than the bone (median ratio outside the limits)."""
+        return self.volume_ratio is not None and not LOW_RATIO <= self.volume_ratio <= HIGH_RATIO
 
     @property
     def uneven(self) -> bool:
         """The vertebrae's masks err differently from one another (some too small, some too large)."""
         return self.ratio_spread is not None and self.ratio_spread > MAX_SPREAD
+
+    @property
+    def snapped(self) -> bool:
+        """The (moved) masks were snapped to the bone."""
+        return self.far_from_bone or self.uneven
 
     @property
     def masks_are_off(self) -> bool:
@@ -101,12 +110,12 @@ class MaskCheck:
             sentences.append(f"the given masks sit off the bone the CT shows: they were moved by "
                              f"({', '.join(map(str, xyz))}) voxels along the image's (x, y, z) axes ({millimetres} "
                              f"mm), where they fit it best")
-        if self.snapped and not LOW_RATIO <= self.volume_ratio <= HIGH_RATIO:
+        if self.far_from_bone:
             side = "less" if self.volume_ratio < LOW_RATIO else "more"
             sentences.append(f"the given masks hold {self.volume_ratio:.2f} times the bone the CT shows around their "
                              f"centres (median over the vertebrae; {LOW_RATIO:g}-{HIGH_RATIO:g} expected): far {side} "
                              f"than a vertebra, so each given label was snapped to the bone the CT shows")
-        elif self.snapped:
+        elif self.uneven:
             sentences.append(f"the given masks err differently on each vertebra (some hold far less of the bone the "
                              f"CT shows than others: spread {self.ratio_spread:.2f}, at most {MAX_SPREAD:g} "
                              f"expected), so each given label was snapped to the bone the CT shows")
@@ -134,18 +143,16 @@ def check_masks(mask: sitk.Image, ct: sitk.Image, labels: Iterable[int]) -> Mask
         mask.CopyInformation(estimate)
         estimate = estimate_around_mask_centres(mask, ct)   # the estimate follows the centres it grew from
     given, estimated = mask_statistics(mask), mask_statistics(estimate)
-    checked = [label for label in map(int, labels) if given.HasLabel(label) and estimated.HasLabel(label)]
-    ratios = {label: given.GetNumberOfPixels(label) / estimated.GetNumberOfPixels(label) for label in checked}
+    ratios = {label: given.GetNumberOfPixels(label) / estimated.GetNumberOfPixels(label)
+              for label in map(int, labels) if given.HasLabel(label) and estimated.HasLabel(label)}
     if not ratios:
         return MaskCheck(None)
-    ratio = float(np.median(list(ratios.values())))
-    spread = ratio_spread([ratios[label] for label in checked
-                           if not touches_border(given.GetBoundingBox(label), mask.GetSize())])
-    snaps = not LOW_RATIO <= ratio <= HIGH_RATIO or (spread is not None and spread > MAX_SPREAD)
-    if not moves and not snaps:
-        return MaskCheck(ratio, ratio_spread=spread)
-    return MaskCheck(ratio, snap_to_bone(mask, estimate) if snaps else mask, shift if moves else None,
-                     gain if moves else 0.0, snaps, spread)
+    judged = MaskCheck(float(np.median(list(ratios.values()))), ratio_spread=ratio_spread(
+        [ratio for label, ratio in ratios.items() if not touches_border(given.GetBoundingBox(label), mask.GetSize())]))
+    if not moves and not judged.snapped:
+        return judged
+    return replace(judged, corrected=snap_to_bone(mask, estimate) if judged.snapped else mask,
+                   shift_voxels=shift if moves else None, bone_gain=gain if moves else 0.0)
 
 
 def ratio_spread(ratios: list[float]) -> float | None:

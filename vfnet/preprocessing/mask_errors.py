@@ -58,11 +58,8 @@ def degrade_mask(mask: sitk.Image, name: str) -> sitk.Image:
         eroded = np.zeros_like(labels)
         statistics = mask_statistics(mask)
         for label in statistics.GetLabels():
-            start, size = _padded_box(statistics.GetBoundingBox(label), radius, mask.GetSize())
-            region = sitk.RegionOfInterest(mask, size, start) == int(label)
-            kept = sitk.GetArrayFromImage(sitk.BinaryErode(region, [radius] * 3)) > 0
-            window = tuple(slice(b, b + n) for b, n in zip(start[::-1], size[::-1]))
-            eroded[window][kept] = label
+            region, window = _label_region(mask, statistics, label, radius)
+            eroded[window][sitk.GetArrayFromImage(sitk.BinaryErode(region, [radius] * 3)) > 0] = label
         result = eroded
     elif kind == "dilated":
         grown = sitk.GetArrayFromImage(sitk.GrayscaleDilate(mask, [radius] * 3))
@@ -84,19 +81,26 @@ def _mixed(mask: sitk.Image, labels: np.ndarray, radius: int) -> np.ndarray:
     for label in statistics.GetLabels():
         size_change = int(rng.integers(-radius, radius + 1))   # < 0: eroded, > 0: dilated
         shift = rng.integers(-1, 2, size=3)
-        start, size = _padded_box(statistics.GetBoundingBox(label), abs(size_change) + 1, mask.GetSize())
-        region = sitk.RegionOfInterest(mask, size, start) == int(label)
+        # A margin of one voxel more than the change: the move stays inside the window (or leaves the image).
+        region, window = _label_region(mask, statistics, label, abs(size_change) + 1)
+        own = sitk.GetArrayFromImage(region) > 0
         if size_change < 0:
-            region = sitk.BinaryErode(region, [-size_change] * 3)
-        elif size_change > 0:
-            free = sitk.RegionOfInterest(mask, size, start) == 0
-            region = sitk.Or(sitk.And(sitk.BinaryDilate(region, [size_change] * 3), free), region)
-        window = tuple(slice(b, b + n) for b, n in zip(start[::-1], size[::-1]))
-        own = np.zeros_like(labels, dtype=bool)
-        own[window] = sitk.GetArrayFromImage(region) > 0
+            own = sitk.GetArrayFromImage(sitk.BinaryErode(region, [-size_change] * 3)) > 0
+        elif size_change > 0:   # into the background only
+            grown = sitk.GetArrayFromImage(sitk.BinaryDilate(region, [size_change] * 3)) > 0
+            own |= grown & (labels[window] == 0)
         own = moved(own, shift)
-        result[own & (result == 0)] = label
+        target = result[window]
+        target[own & (target == 0)] = label
     return result
+
+
+def _label_region(mask: sitk.Image, statistics: sitk.LabelShapeStatisticsImageFilter, label: int,
+                  margin: int) -> tuple[sitk.Image, tuple[slice, ...]]:
+    """One label's 0/1 image over its bounding box grown by `margin` plus a voxel, and that box as array slices."""
+    start, size = _padded_box(statistics.GetBoundingBox(label), margin, mask.GetSize())
+    window = tuple(slice(b, b + n) for b, n in zip(start[::-1], size[::-1]))
+    return sitk.RegionOfInterest(mask, size, start) == int(label), window
 
 
 def moved(array: np.ndarray, shift: Sequence[int]) -> np.ndarray:
