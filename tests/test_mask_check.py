@@ -9,7 +9,8 @@ from test_inference_phantom import PHANTOM_LABELS, phantom
 from test_inference_predict import _settings, model_folder  # noqa: F401  (pytest fixture)
 from vfnet.dataset.image_io import write_image
 from vfnet.inference.predictor import run_prediction
-from vfnet.preprocessing.centroid_masks import OFF_LINE_MM, _on_the_spine
+from vfnet.preprocessing.centroid_masks import BONE_HU, OFF_LINE_MM, _on_the_spine
+from vfnet.preprocessing import mask_check
 from vfnet.preprocessing.mask_check import (HIGH_RATIO, LOW_RATIO, MAX_SHIFT_VOXELS, MAX_SPREAD, MIN_SHIFT_GAIN,
                                             best_shift, check_masks, ratio_spread, snap_to_bone)
 from vfnet.preprocessing.mask_errors import degrade_mask
@@ -117,6 +118,17 @@ def test_masks_that_err_differently_on_each_vertebra_are_snapped():
     np.testing.assert_array_equal(sitk.GetArrayFromImage(check.corrected), truth)
 
 
+def test_only_masks_that_err_each_their_own_way_are_snapped_with_the_ct(monkeypatch):
+    snapped_with_ct = []
+    snap = mask_check.snap_to_bone
+    monkeypatch.setattr(mask_check, "snap_to_bone",
+                        lambda mask, estimate, ct=None: snapped_with_ct.append(ct is not None) or snap(mask, estimate, ct))
+    ct, mask = _five_boxes()
+    for given in (_unevenly_wrong(mask), degrade_mask(mask, "eroded_2"), degrade_mask(mask, "dilated_2")):
+        assert check_masks(given, ct, range(17, 22)).snapped
+    assert snapped_with_ct == [True, False, False]
+
+
 def test_prediction_snaps_uneven_masks_and_says_why(tmp_path, model_folder):  # noqa: F811
     ct, mask = _five_boxes()
     (tmp_path / "in").mkdir()
@@ -160,6 +172,28 @@ def test_snapping_keeps_the_given_labels_and_reaches_only_so_far():
     given.CopyInformation(mask)
     snapped = sitk.GetArrayFromImage(snap_to_bone(given, bone))
     assert not snapped[truth == 21].any()   # its bone lies 12 mm from L1's and L3's
+
+
+def test_bone_the_estimate_filled_in_for_one_vertebra_is_no_other_labels():
+    # Two bodies on a column of 2 mm voxels: bright endplates, cancellous bone darker than the bone threshold
+    # (which the estimate fills in), a disc between. The given L1 reaches two voxels into L2's body.
+    hu = np.full((20, 3, 3), 50.0)
+    for first, last in ((2, 7), (11, 16)):
+        hu[first:last + 1] = BONE_HU - 35.0
+        hu[[first, last]] = BONE_HU + 300.0
+    estimated = np.zeros(hu.shape, np.uint8)
+    estimated[2:8], estimated[11:17] = 20, 21
+    given = np.zeros(hu.shape, np.uint16)
+    given[2:13], given[13:17] = 20, 21
+    ct, estimate, mask = (sitk.GetImageFromArray(array) for array in (hu, estimated, given))
+    for image in (ct, estimate, mask):
+        image.SetSpacing((2.0, 2.0, 2.0))
+    nearest_everywhere = sitk.GetArrayFromImage(snap_to_bone(mask, estimate))[:, 1, 1]
+    assert list(nearest_everywhere[11:13]) == [20, 20]   # L2's endplate and the bone under it go to L1
+    filled_for_its_own = sitk.GetArrayFromImage(snap_to_bone(mask, estimate, ct))[:, 1, 1]
+    # The bright endplate still goes to the nearest label; the bone filled in for L2 is no L1's: left out.
+    assert list(filled_for_its_own[11:13]) == [20, 0]
+    assert list(filled_for_its_own[2:8]) == [20] * 6 and list(filled_for_its_own[13:17]) == [21] * 4
 
 
 def test_a_label_with_no_bone_in_reach_keeps_its_given_voxels_and_is_graded(tmp_path, model_folder):  # noqa: F811
