@@ -9,8 +9,8 @@ from test_inference_phantom import PHANTOM_LABELS, phantom
 from test_inference_predict import _settings, model_folder  # noqa: F401  (pytest fixture)
 from vfnet.dataset.image_io import write_image
 from vfnet.inference.predictor import run_prediction
-from vfnet.preprocessing.centroid_masks import BONE_HU, OFF_LINE_MM, _on_the_spine
 from vfnet.preprocessing import mask_check
+from vfnet.preprocessing.centroid_masks import BONE_HU, OFF_LINE_MM, _on_the_spine
 from vfnet.preprocessing.mask_check import (HIGH_RATIO, LOW_RATIO, MAX_SHIFT_VOXELS, MAX_SPREAD, MIN_SHIFT_GAIN,
                                             best_shift, check_masks, ratio_spread, snap_to_bone)
 from vfnet.preprocessing.mask_errors import degrade_mask
@@ -121,8 +121,11 @@ def test_masks_that_err_differently_on_each_vertebra_are_snapped():
 def test_only_masks_that_err_each_their_own_way_are_snapped_with_the_ct(monkeypatch):
     snapped_with_ct = []
     snap = mask_check.snap_to_bone
-    monkeypatch.setattr(mask_check, "snap_to_bone",
-                        lambda mask, estimate, ct=None: snapped_with_ct.append(ct is not None) or snap(mask, estimate, ct))
+
+    def recording(mask, estimate, ct=None):
+        snapped_with_ct.append(ct is not None)
+        return snap(mask, estimate, ct)
+    monkeypatch.setattr(mask_check, "snap_to_bone", recording)
     ct, mask = _five_boxes()
     for given in (_unevenly_wrong(mask), degrade_mask(mask, "eroded_2"), degrade_mask(mask, "dilated_2")):
         assert check_masks(given, ct, range(17, 22)).snapped

@@ -217,14 +217,14 @@ def snap_to_bone(mask: sitk.Image, estimate: sitk.Image, ct: sitk.Image | None =
     bone within reach keeps its given voxels, so that every given vertebra is still there to be graded.
 
     With the `ct` (on the mask's grid), a voxel of the estimate darker than its bone threshold (cancellous bone the
-    estimate filled in between a vertebra's endplates) is bone only for the vertebra it was filled for. A label
-    that reaches across a disc into its neighbour (masks that err differently on each vertebra) would otherwise
-    take the disc the estimate filled in, and the neighbour's endplate beyond it, and be measured too tall
-    (phantom benchmark, Genant's rule on masks eroded or dilated by each vertebra's own 0-1 voxel and moved by its
-    own -1..1 voxel: macro-F1 0.664 -> 0.694). Masks all off alike meet their neighbours' in the middle of the
-    disc, and there the estimate's split (nearest centroid) costs: it can hand the front of a curved spine's body to a neighbour,
-    leaving a hole (masks dilated by three voxels: 0.701 -> 0.673), so check_masks passes the CT only for the
-    former (documentation/benchmarks.md).
+    estimate filled in between a vertebra's endplates) is bone only for the vertebra it was filled for. Where the
+    masks err differently on each vertebra, a label can reach across a disc into its neighbour; it would otherwise
+    take the neighbour's bone there, cancellous bone included, and one of the two is measured wrong (phantom
+    benchmark, Genant's rule on masks eroded or dilated by each vertebra's own 0-1 voxel and moved by its own -1..1
+    voxel: macro-F1 0.664 -> 0.694). Masks all off alike meet their neighbours' in the middle of the disc, and there
+    the estimate's split (nearest centroid) costs: it can hand part of a curved spine's body to a neighbour (masks
+    dilated by three voxels: 0.701 -> 0.673), so check_masks passes the CT only for the former
+    (documentation/benchmarks.md).
     """
     given = sitk.GetArrayFromImage(mask)
     estimated = sitk.GetArrayViewFromImage(estimate)
