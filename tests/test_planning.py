@@ -190,7 +190,8 @@ def test_measured_speed_replans_the_epochs_and_is_recorded():
     assert seconds == pytest.approx(steps_and_validation + share * 0.4)
     replanned = replan_from_measurement(plans, MEASURED)
     epochs = replanned["training"]["epochs"]
-    assert epochs == min(100, int(get_budget("cpu").minutes_per_fold * 60 // seconds)) and epochs != training["epochs"]
+    assert epochs == min(get_budget("cpu").max_epochs, int(get_budget("cpu").minutes_per_fold * 60 // seconds))
+    assert epochs != training["epochs"]
     assert replanned["training"]["warmup_epochs"] == max(1, round(0.05 * epochs))
     assert replanned["training"]["weight_averaging"]["decay"] != training["weight_averaging"]["decay"]
     measured = replanned["estimates"]["measured"]
@@ -205,6 +206,16 @@ def test_measured_speed_replans_the_epochs_and_is_recorded():
     gpu_like = dict(training, checkpoint_every_seconds=60, validation_every=5)
     assert epoch_seconds(gpu_like, 50, MEASURED) == pytest.approx(
         training["iterations_per_epoch"] * 0.5 + 0.1 + 0.4 * (training["iterations_per_epoch"] * 0.5 + 0.1) / 60)
+
+
+def test_a_fast_machine_measured_plan_stops_at_the_budgets_epochs():
+    from vfnet.planning.measured import replan_from_measurement
+    plans = plan_experiment(fingerprint(), "cpu")
+    fast = dict(MEASURED, step_seconds=0.01, samples_per_second=1600.0)   # room for hundreds of epochs
+    replanned = replan_from_measurement(plans, fast)
+    assert replanned["training"]["epochs"] == get_budget("cpu").max_epochs == 34
+    assert replanned["estimates"]["training_minutes_per_fold"] < get_budget("cpu").minutes_per_fold
+    assert "(at most 34)" in replanned["reasons"]["training.epochs"]
 
 
 def test_measure_times_real_training_steps_of_the_plan(monkeypatch):

@@ -8,7 +8,10 @@ per epoch of ~224 vertebrae, 25-epoch folds of 222-253 s where 40 GFLOP/s had es
 and sampling got faster; the 75 before it, from a single timed step without augmentation, planned 34 epochs that took
 10 minutes per fold instead of 5.5. The demo's narrow network (widths 8-64) runs at 25-32 GFLOP/s (its
 `--measure` timings), so its budget keeps 40 for choosing its grid and takes its epochs from the measurement.
-`--measure` replaces the constant by this machine's timings (planning/measured.py). GPU: a conservative figure for
+`--measure` replaces the constant by this machine's timings (planning/measured.py). On 2026-12-07 the 2-core
+machine was an Intel Xeon on which the same plan ran at 155 effective GFLOP/s (25-epoch folds of 88-90 s, estimated
+3.98 min): the constant keeps the plan, and its accuracy, the same on every machine; `--measure` estimates the
+machine at hand (3.99 min estimated, 4.0-4.2 measured for the 76 epochs it planned there before max_epochs). GPU: a conservative figure for
 an ~8 GB card running the same small 3D convolutions with mixed precision. The plan records the constant it used.
 """
 from dataclasses import dataclass
@@ -45,8 +48,11 @@ class Budget:
 BUDGETS = {
     # Five folds of the ~280-vertebra benchmark within 30 minutes on 2 CPU cores (issue 10) would allow 5.5 minutes
     # per fold; what more than 4 bought was measured and did not pay (why_minutes).
+    # At most 34 epochs: more measured worse, not better (76 epochs, what --measure gave the 4 minutes on a faster
+    # CPU: macro-F1 0.746 against 0.813 at 25, paired -0.067 [-0.143, +0.004]; documentation/benchmarks.md, tenth
+    # session), so a fast machine's measured plan stops where the accuracy measurements do.
     "cpu": Budget("cpu", minutes_per_fold=4.0, effective_gflops=CPU_EFFECTIVE_GFLOPS, stem_channels=16,
-                  max_channels=128, samples_per_grade=4, max_crop_voxels=64, max_epochs=100, projection_dim=128,
+                  max_channels=128, samples_per_grade=4, max_crop_voxels=64, max_epochs=34, projection_dim=128,
                   supcon=False,
                   # checkpoint_latest + progress.png took 1.7 s of each ~19 s epoch (training/throughput.py).
                   checkpoint_every_seconds=60.0,
