@@ -11,8 +11,9 @@ and sampling got faster; the 75 before it, from a single timed step without augm
 `--measure` replaces the constant by this machine's timings (planning/measured.py). On 2026-12-07 the 2-core
 machine was an Intel Xeon on which the same plan ran at 155 effective GFLOP/s (25-epoch folds of 88-90 s, estimated
 3.98 min): the constant keeps the plan, and its accuracy, the same on every machine; `--measure` estimates the
-machine at hand (3.99 min estimated, 4.0-4.2 measured for the 76 epochs it planned there before max_epochs). GPU: a conservative figure for
-an ~8 GB card running the same small 3D convolutions with mixed precision. The plan records the constant it used.
+machine at hand (3.99 min estimated, 4.0-4.2 measured for the 76 epochs it planned there before max_epochs).
+GPU: a conservative figure for an ~8 GB card running the same small 3D convolutions with mixed precision. The plan
+records the constant it used.
 """
 from dataclasses import dataclass
 
