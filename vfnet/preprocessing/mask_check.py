@@ -151,9 +151,8 @@ def check_masks(mask: sitk.Image, ct: sitk.Image, labels: Iterable[int]) -> Mask
         [ratio for label, ratio in ratios.items() if not touches_border(given.GetBoundingBox(label), mask.GetSize())]))
     if not moves and not judged.snapped:
         return judged
-    # Only labels that err each their own way reach across a disc into a neighbour: there the estimate's own split
-    # decides the bone it filled in. Masks all off alike keep the nearest label everywhere: the estimate's split,
-    # from centroids, is the worse of the two there (phantom benchmark; snap_to_bone).
+    # The estimate's split of the bone it filled in is trusted only where labels err each their own way
+    # (snap_to_bone says why and what it measured).
     each_their_own_way = judged.uneven and not judged.far_from_bone
     corrected = snap_to_bone(mask, estimate, ct if each_their_own_way else None) if judged.snapped else mask
     return replace(judged, corrected=corrected, shift_voxels=shift if moves else None,
@@ -236,13 +235,13 @@ def snap_to_bone(mask: sitk.Image, estimate: sitk.Image, ct: sitk.Image | None =
     # Only the spine's box: the nearest-label indices of a whole thin-slice CT would cost GBs.
     box = tuple(slice(max(part.start - extra, 0), min(part.stop + extra, length))
                 for part, extra, length in zip(occupied[0], margin, given.shape))
-    labels = given[box]
+    labels, estimated = given[box], estimated[box]
     distance, nearest = ndimage.distance_transform_edt(labels == 0, sampling=spacing, return_indices=True)
     nearest_label = labels[tuple(nearest)]
-    bone = (estimated[box] > 0) & (distance <= reach_mm)
-    if ct is not None:
+    bone = (estimated > 0) & (distance <= reach_mm)
+    if ct is not None:   # check_masks' estimate thresholds at BONE_HU: darker voxels of it were filled in
         bright = sitk.GetArrayViewFromImage(ct)[box] > BONE_HU
-        bone &= bright | (estimated[box] == nearest_label)
+        bone &= bright | (estimated == nearest_label)
     snapped = np.zeros_like(given)
     snapped[box] = np.where(bone, nearest_label, 0)
     for label in np.setdiff1d(np.unique(labels), np.unique(snapped[box])):
