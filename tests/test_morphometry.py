@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from vfnet.morphometry.frame import cranio_caudal_axis, local_frame
 from vfnet.errors import PlanError
+from vfnet.morphometry.frame import cranio_caudal_axis, local_frame
 from vfnet.morphometry.genant import (FEATURE_NAMES, feature_vector, grade_from_height_loss, json_ready,
                                       measure_spine, morphometry_inputs)
 from vfnet.morphometry.heights import CASE_TOLERANCE_MM, EDGE_FRACTION, MAX_SHIFT_MM, _consistent_edges
