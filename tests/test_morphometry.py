@@ -5,12 +5,10 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from vfnet.errors import PlanError
 from vfnet.morphometry.frame import cranio_caudal_axis, local_frame
 from vfnet.morphometry.genant import (FEATURE_NAMES, feature_vector, grade_from_height_loss, json_ready,
                                       measure_spine, morphometry_inputs)
 from vfnet.morphometry.heights import CASE_TOLERANCE_MM, EDGE_FRACTION, MAX_SHIFT_MM, _consistent_edges
-from vfnet.preprocessing import samples
 
 BODY_DEPTH = 30.0        # mm, anterior wall at p = -30, posterior wall at p = 0
 VERTEBRA_STEP = 34.0     # mm between vertebra centres along the spine
@@ -74,18 +72,6 @@ def test_crush_is_found_against_the_neighbours():
     crushed = measure_spine(mask, ct, [21])[21]
     assert abs(crushed["loss_anterior_vs_posterior"]) < 0.05      # its own ratios look normal
     assert crushed["loss_posterior_vs_neighbours"] > 0.25 and crushed["morphometric_grade"] >= 2
-
-
-def test_each_vertebra_sees_its_neighbours_wedging_apart_from_its_own_height_loss():
-    ct, mask = tilted_spine({20: (22, 26), 21: (17, 26), 22: (24, 26)})
-    report = measure_spine(mask, ct)
-    middle = report[21]
-    for context, ratio in (("neighbours_loss_anterior_vs_posterior", "loss_anterior_vs_posterior"),
-                           ("neighbours_loss_middle_vs_posterior", "loss_middle_vs_posterior")):
-        assert middle[context] == pytest.approx((report[20][ratio] + report[22][ratio]) / 2)
-        assert report[20][context] == pytest.approx(report[21][ratio])       # one neighbour: its own ratio
-    # The neighbours' wedging informs the network; it is no loss of this body's height.
-    assert report[22]["height_loss"] < report[22]["neighbours_loss_anterior_vs_posterior"]
 
 
 def test_endplates_come_from_the_ct_when_the_mask_is_a_voxel_too_small():
@@ -207,25 +193,6 @@ def test_unmeasurable_vertebra_gives_unavailable_features():
     assert available.all() and values[FEATURE_NAMES.index("loss_anterior_vs_posterior")] > 1.0
     inputs = morphometry_inputs([{"morphometry": report}, {"morphometry": None}], FEATURE_NAMES)
     assert inputs.shape == (2, 2 * len(FEATURE_NAMES)) and not inputs[1].any()
-
-
-def test_a_plan_takes_the_features_it_names_and_refuses_unknown_ones():
-    ct, mask = tilted_spine({20: (26, 26), 21: (17, 26), 22: (26, 26)})
-    report = json_ready(measure_spine(mask, ct, [21])[21])
-    older = list(FEATURE_NAMES[:6])    # what plans made before the neighbours' ratios name
-    inputs = morphometry_inputs([{"morphometry": report}], older)
-    np.testing.assert_array_equal(inputs[0], morphometry_inputs([{"morphometry": report}], FEATURE_NAMES)[0][
-        [*range(6), *range(len(FEATURE_NAMES), len(FEATURE_NAMES) + 6)]])
-    with pytest.raises(PlanError, match="loss_of_everything"):
-        morphometry_inputs([{"morphometry": report}], [*older, "loss_of_everything"])
-
-
-def test_crops_measured_before_the_neighbours_ratios_are_redone(monkeypatch):
-    plan, without = {"crop_size": [8, 8, 8], "morphometry": True}, {"crop_size": [8, 8, 8], "morphometry": False}
-    now = samples.preprocessing_signature(plan), samples.preprocessing_signature(without)
-    monkeypatch.setattr(samples, "FEATURE_NAMES", FEATURE_NAMES[:6])    # a vfnet that measured six
-    assert samples.preprocessing_signature(plan) != now[0]
-    assert samples.preprocessing_signature(without) == now[1]           # crops without morphometry stay
 
 
 @pytest.mark.parametrize("loss, grade", [(0.0, 0), (0.19, 0), (0.2, 1), (0.249, 1), (0.25, 2), (0.4, 2),

@@ -9,7 +9,7 @@ neighbour would otherwise hide a fracture.
 from __future__ import annotations
 
 import math
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Iterable, Mapping
 
 import numpy as np
 
@@ -25,15 +25,9 @@ from vfnet.morphometry.heights import BodyHeights, case_typical_moves, measure_b
 from vfnet.typical_sizes import SPINE_LABELS, typical_body_size_mm
 
 GENANT_THRESHOLDS = (0.20, 0.25, 0.40)
-# The neighbours' own shape ratios (mean of the adjacent measured vertebrae): normal thoracic bodies are a little
-# wedged, alike along a region of the spine, so a fracture is a body more wedged than its neighbours. Context for
-# the network, not a loss of this body's height: `height_loss` leaves them out.
-CONTEXT_FEATURES = {"neighbours_loss_anterior_vs_posterior": "loss_anterior_vs_posterior",
-                    "neighbours_loss_middle_vs_posterior": "loss_middle_vs_posterior"}
-# The morphometric branch's inputs, in this order: relative height losses (1 - ratio), 0 for a normal body. A plan
-# names the ones its network takes (plans made before the context features keep their six).
+# The morphometric branch's inputs, in this order: relative height losses (1 - ratio), 0 for a normal body.
 FEATURE_NAMES = ("loss_anterior_vs_posterior", "loss_middle_vs_posterior", "loss_anterior_vs_neighbours",
-                 "loss_middle_vs_neighbours", "loss_posterior_vs_neighbours", "height_loss", *CONTEXT_FEATURES)
+                 "loss_middle_vs_neighbours", "loss_posterior_vs_neighbours", "height_loss")
 FEATURE_SCALE = 0.2   # features are divided by it: a 20 % loss (Genant's mild threshold) reads 1.0
 
 
@@ -80,17 +74,7 @@ def measure_spine(mask: sitk.Image, ct: sitk.Image | None,
     for body in heights.values():
         settle(body, typical_moves=typical_moves)
     wanted = list(centres) if labels is None else [int(label) for label in labels]
-    reports = {label: _report(label, heights, axes, centres) for label in {*centres, *wanted}}
-    return {label: {**reports[label], **_context(label, reports)} for label in wanted}
-
-
-def _context(label: int, reports: Mapping[int, Mapping[str, Any]]) -> dict[str, float]:
-    """CONTEXT_FEATURES of `label`: the mean of its adjacent measured neighbours' ratios (NaN without any)."""
-    measured = [other for other, report in reports.items() if other != label and
-                math.isfinite(report["loss_anterior_vs_posterior"])]
-    around = [other for other in neighbours(label, measured) if other is not None]
-    return {name: float(np.mean([reports[other][ratio] for other in around])) if around else float("nan")
-            for name, ratio in CONTEXT_FEATURES.items()}
+    return {label: _report(label, heights, axes, centres) for label in wanted}
 
 
 def touches_border(box, size: np.ndarray) -> bool:
@@ -131,9 +115,8 @@ def expected_height(label: int, heights: Mapping[int, BodyHeights]) -> float:
 
 
 def _ratios(own: BodyHeights | None, expected: float | None) -> dict[str, Any]:
-    """The body's own losses and Genant's grade (the neighbours' context comes later, from `_context`)."""
     nan = float("nan")
-    losses = dict.fromkeys([name for name in FEATURE_NAMES if name not in CONTEXT_FEATURES], nan)
+    losses = dict.fromkeys(FEATURE_NAMES, nan)
     if own is not None:
         a, m, p = own.anterior_mm, own.middle_mm, own.posterior_mm
         losses["loss_anterior_vs_posterior"] = 1.0 - a / p
@@ -159,12 +142,11 @@ def json_ready(report: Mapping[str, Any]) -> dict[str, Any]:
     return {key: clean(value) for key, value in report.items()}
 
 
-def feature_vector(report: Mapping[str, Any] | None, names: Sequence[str] = FEATURE_NAMES
-                   ) -> tuple[np.ndarray, np.ndarray]:
+def feature_vector(report: Mapping[str, Any] | None) -> tuple[np.ndarray, np.ndarray]:
     """(values, available) of the morphometric branch: scaled losses, 0 where unknown, plus 0/1 availability."""
-    values = np.zeros(len(names), dtype=np.float32)
-    available = np.zeros(len(names), dtype=np.float32)
-    for index, name in enumerate(names):
+    values = np.zeros(len(FEATURE_NAMES), dtype=np.float32)
+    available = np.zeros(len(FEATURE_NAMES), dtype=np.float32)
+    for index, name in enumerate(FEATURE_NAMES):
         value = report.get(name) if report else None
         value = float("nan") if value is None else float(value)
         if math.isfinite(value):
@@ -176,14 +158,11 @@ def feature_vector(report: Mapping[str, Any] | None, names: Sequence[str] = FEAT
 def morphometry_inputs(properties: Iterable[Mapping[str, Any]], feature_names: Iterable[str]) -> np.ndarray:
     """(N, 2F) inputs of the morphometric branch for crops' properties: the same code at training and prediction.
 
-    Every feature the plan names must be one this version measures; a crop without morphometry (centroid input)
-    is all zero, i.e. every feature unavailable. Crops measured by an older vfnet, which lack the newer features,
-    never get here: their preprocessing signature differs (preprocessing/samples.py).
+    A plan's feature list must match this version's; a crop without morphometry (centroid input) is all zero,
+    i.e. every feature unavailable.
     """
-    names = list(feature_names)
-    unknown = [name for name in names if name not in FEATURE_NAMES]
-    if unknown:
-        raise PlanError(f"The plan's morphometric features {unknown} are not among this vfnet's "
+    if list(feature_names) != list(FEATURE_NAMES):
+        raise PlanError(f"The plan's morphometric features {list(feature_names)} are not this vfnet's "
                          f"{list(FEATURE_NAMES)}; plan and preprocess again with this version.")
-    rows = [np.concatenate(feature_vector(p.get("morphometry"), names)) for p in properties]
-    return np.stack(rows).astype(np.float32) if rows else np.zeros((0, 2 * len(names)), np.float32)
+    rows = [np.concatenate(feature_vector(p.get("morphometry"))) for p in properties]
+    return np.stack(rows).astype(np.float32) if rows else np.zeros((0, 2 * len(FEATURE_NAMES)), np.float32)

@@ -31,10 +31,7 @@ def morphometric_branch(reasons: dict[str, str]) -> dict[str, Any]:
         "the crop; the body heights measured on the stored CT and mask (vfnet.morphometry: heights along the "
         "vertebra's own axis, endplates refined on the image) give the head those ratios directly. On the phantom "
         "benchmark the measured height loss alone reaches macro-F1 0.74 with Genant's thresholds (documentation/"
-        "benchmarks.md). The neighbours' own wedge and biconcavity ratios come along as context (normal thoracic "
-        "bodies are a little wedged, alike along the spine): on that benchmark, three training seeds, they raised "
-        "macro-F1 from 0.803 to 0.812 on average with exact masks and from 0.773 to 0.788 with masks eroded by one "
-        "voxel (documentation/benchmarks.md, eleventh session).")
+        "benchmarks.md).")
     reasons["network.genant_prior"] = (
         "Genant's thresholds (20/25/40 % height loss) on the measured height loss, as a learnable cumulative-link "
         "layer whose log-probabilities are added to the logits: the network starts from the radiologist's rule "

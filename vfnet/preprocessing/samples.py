@@ -15,7 +15,6 @@ import numpy as np
 
 from vfnet.errors import VfnetError
 from vfnet.fileio import read_json, save_npy, write_json
-from vfnet.morphometry.genant import FEATURE_NAMES
 
 ARRAY_SUFFIX = ".npy"
 PROPERTIES_SUFFIX = ".json"
@@ -31,11 +30,7 @@ def _digest(content: Any) -> str:
 
 def preprocessing_signature(preprocessing_plan: Mapping[str, Any]) -> str:
     # JSON round trip first: tuples and lists, as a loaded plans file would hold them, sign the same.
-    signed = json.loads(json.dumps(preprocessing_plan))
-    if signed.get("morphometry"):
-        # A crop stores every ratio this vfnet measures: crops of a vfnet that measured fewer are redone.
-        signed["measured_features"] = list(FEATURE_NAMES)
-    return _digest(signed)
+    return _digest(json.loads(json.dumps(preprocessing_plan)))
 
 
 def entry_signature(case_id: str, patient: str, image: Path, mask: Path | None, centroids: Path | None) -> str:
