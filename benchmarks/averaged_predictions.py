@@ -1,0 +1,62 @@
+"""What averaging models does: macro-F1 of the mean probabilities of several sets of vfnet_predict outputs.
+
+vfnet predicts with the average of its five folds, so a change to the method should also be judged on averaged
+models, not only on single-model cross-validation: a change can raise every single model and still lower their
+average, when its models err alike. The phantom benchmark has no held-out fold ensemble, but the same default
+trained with other seeds (`vfnet_train --seed S`) and predicted out-of-fold (`bench_mask_robustness.py`, one folder
+per seed, copied aside) gives models whose average behaves as an ensemble's:
+
+    python benchmarks/averaged_predictions.py --workdir W SEED0_FOLDER SEED1_FOLDER [...]
+
+For k = 1..n it prints the mean macro-F1 over every subset of k folders (probabilities averaged per vertebra,
+then argmax), and for all n together the metrics with patient-level bootstrap 95 % CIs. Only the graded
+vertebrae that every folder predicted count.
+"""
+import itertools
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import base_parser, machine, metrics_with_intervals, summary_line, write_result  # noqa: E402
+from paired_predictions import read_probabilities  # noqa: E402
+
+from vfnet.dataset.format import load_raw_dataset  # noqa: E402
+from vfnet.evaluation.metrics import classification_metrics  # noqa: E402
+
+
+def main() -> None:
+    parser = base_parser(__doc__)
+    parser.add_argument("folders", type=Path, nargs="+")
+    parser.add_argument("--dataset", type=int, default=504)
+    parser.add_argument("--bootstrap", type=int, default=1000)
+    args = parser.parse_args()
+    if args.workdir is None:
+        sys.exit("--workdir: the folder of a finished bench_accuracy.py run is required (for the grades).")
+    raw = next((args.workdir / "vfnet_raw").glob(f"Dataset{args.dataset:03d}_*"))
+    dataset = load_raw_dataset(raw)
+    grades = {(case.case_id, int(label)): grade for case in dataset.cases for label, grade in case.grades.items()}
+    patients = {case.case_id: case.patient for case in dataset.cases}
+    predicted = [read_probabilities(folder, set(grades)) for folder in args.folders]
+    keys = sorted(set.intersection(*(set(p) for p in predicted)))
+    if not keys:
+        sys.exit("no graded vertebra is predicted in every folder")
+    reference = np.array([grades[key] for key in keys])
+    stacked = np.array([[p[key] for key in keys] for p in predicted])   # (folders, vertebrae, 4)
+    by_size = {}
+    for size in range(1, len(predicted) + 1):
+        scores = [classification_metrics(reference, stacked[list(subset)].mean(axis=0))["macro_f1"]
+                  for subset in itertools.combinations(range(len(predicted)), size)]
+        by_size[size] = {"mean_macro_f1": float(np.mean(scores)), "subsets": len(scores)}
+        print(f"{size} averaged: macro-F1 {np.mean(scores):.3f} (mean of {len(scores)} subset(s))")
+    everything = metrics_with_intervals(reference, stacked.mean(axis=0), [patients[case] for case, _ in keys],
+                                        args.bootstrap)
+    print(summary_line(f"all {len(predicted)} averaged", everything) + f" ({len(keys)} vertebrae)")
+    write_result(args.results, "averaged_predictions", {
+        "machine": machine(), "folders": [str(folder) for folder in args.folders], "vertebrae": len(keys),
+        "by_number_averaged": by_size, "all_averaged": everything})
+
+
+if __name__ == "__main__":
+    main()
