@@ -218,6 +218,15 @@ def test_a_fast_machine_measured_plan_stops_at_the_budgets_epochs():
     assert "(at most 34)" in replanned["reasons"]["training.epochs"]
 
 
+def test_the_printed_minutes_say_which_speed_they_assume():
+    from vfnet.plan_and_preprocess import _speed_basis
+    from vfnet.planning.measured import replan_from_measurement
+    plans = plan_experiment(fingerprint(), "cpu")
+    assumed = _speed_basis(plans)
+    assert f"reference speed of {get_budget('cpu').effective_gflops:g}" in assumed and "--measure" in assumed
+    assert "measured here" in _speed_basis(replan_from_measurement(plans, MEASURED))
+
+
 def test_measure_times_real_training_steps_of_the_plan(monkeypatch):
     from vfnet.training import throughput
     monkeypatch.setattr(throughput, "MIN_TIMED_SECONDS", 0.0)

@@ -95,9 +95,18 @@ def run_planning(dataset: str | int, budget: str, plans_name: str = DEFAULT_PLAN
     estimates = plans["estimates"]
     print(f"Wrote {path}: spacing {plans['preprocessing']['target_spacing']} mm, crop "
           f"{plans['preprocessing']['crop_size']} voxels, {estimates['gflops_per_sample']} GFLOP/sample, "
-          f"~{estimates['training_minutes_per_fold']} min per fold ({plans['budget']} budget"
-          f"{', measured' if 'measured' in estimates else ''}).")
+          f"~{estimates['training_minutes_per_fold']} min per fold ({_speed_basis(plans)}).")
     return plans
+
+
+def _speed_basis(plans: dict) -> str:
+    """What the minutes per fold assume: this machine's timed speed, or the budget's reference speed (the plan is
+    then the same on every machine, and a faster one trains it in less time)."""
+    estimates = plans["estimates"]
+    if "measured" in estimates:
+        return f"{plans['budget']} budget, at the speed measured here"
+    return (f"{plans['budget']} budget, at its reference speed of {estimates['effective_gflops_assumed']:g} effective "
+            f"GFLOP/s: a faster machine takes less, --measure times this one")
 
 
 def run_preprocessing(dataset: str | int, plans_name: str, num_processes: int,
