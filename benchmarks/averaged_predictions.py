@@ -20,9 +20,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import base_parser, machine, metrics_with_intervals, summary_line, write_result  # noqa: E402
-from paired_predictions import read_probabilities  # noqa: E402
+from paired_predictions import graded_vertebrae, read_probabilities  # noqa: E402
 
-from vfnet.dataset.format import load_raw_dataset  # noqa: E402
 from vfnet.evaluation.metrics import classification_metrics  # noqa: E402
 
 
@@ -32,12 +31,7 @@ def main() -> None:
     parser.add_argument("--dataset", type=int, default=504)
     parser.add_argument("--bootstrap", type=int, default=1000)
     args = parser.parse_args()
-    if args.workdir is None:
-        sys.exit("--workdir: the folder of a finished bench_accuracy.py run is required (for the grades).")
-    raw = next((args.workdir / "vfnet_raw").glob(f"Dataset{args.dataset:03d}_*"))
-    dataset = load_raw_dataset(raw)
-    grades = {(case.case_id, int(label)): grade for case in dataset.cases for label, grade in case.grades.items()}
-    patients = {case.case_id: case.patient for case in dataset.cases}
+    grades, patients = graded_vertebrae(args.workdir, args.dataset)
     predicted = [read_probabilities(folder, set(grades)) for folder in args.folders]
     keys = sorted(set.intersection(*(set(p) for p in predicted)))
     if not keys:

@@ -30,6 +30,15 @@ def read_probabilities(folder: Path, graded: set[tuple[str, int]]) -> dict[tuple
     return probabilities
 
 
+def graded_vertebrae(workdir: Path | None, dataset_id: int) -> tuple[dict[tuple[str, int], int], dict[str, str]]:
+    """({(case, vertebra): grade}, {case: patient}) of the converted phantom in a bench_accuracy.py workdir."""
+    if workdir is None:
+        sys.exit("--workdir: the folder of a finished bench_accuracy.py run is required (for the grades).")
+    dataset = load_raw_dataset(next((workdir / "vfnet_raw").glob(f"Dataset{dataset_id:03d}_*")))
+    grades = {(case.case_id, int(label)): grade for case in dataset.cases for label, grade in case.grades.items()}
+    return grades, {case.case_id: case.patient for case in dataset.cases}
+
+
 def main() -> None:
     parser = base_parser(__doc__)
     parser.add_argument("new", type=Path)
@@ -37,12 +46,7 @@ def main() -> None:
     parser.add_argument("--dataset", type=int, default=504)
     parser.add_argument("--bootstrap", type=int, default=2000)
     args = parser.parse_args()
-    if args.workdir is None:
-        sys.exit("--workdir: the folder of a finished bench_accuracy.py run is required (for the grades).")
-    raw = next((args.workdir / "vfnet_raw").glob(f"Dataset{args.dataset:03d}_*"))
-    dataset = load_raw_dataset(raw)
-    grades = {(case.case_id, int(label)): grade for case in dataset.cases for label, grade in case.grades.items()}
-    patients = {case.case_id: case.patient for case in dataset.cases}
+    grades, patients = graded_vertebrae(args.workdir, args.dataset)
     new, old = (read_probabilities(folder, set(grades)) for folder in (args.new, args.old))
     keys = sorted(set(new) & set(old))
     if not keys:
