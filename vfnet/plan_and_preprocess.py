@@ -103,10 +103,10 @@ def _speed_basis(plans: dict) -> str:
     """What the minutes per fold assume: this machine's timed speed, or the budget's reference speed (the plan is
     then the same on every machine, and a faster one trains it in less time)."""
     estimates = plans["estimates"]
-    if "measured" in estimates:
-        return f"{plans['budget']} budget, at the speed measured here"
-    return (f"{plans['budget']} budget, at its reference speed of {estimates['effective_gflops_assumed']:g} effective "
-            f"GFLOP/s: a faster machine takes less, --measure times this one")
+    speed = ("the speed measured here" if "measured" in estimates else
+             f"its reference speed of {estimates['effective_gflops_assumed']:g} effective GFLOP/s: a faster machine "
+             f"takes less, --measure times this one")
+    return f"{plans['budget']} budget, at {speed}"
 
 
 def run_preprocessing(dataset: str | int, plans_name: str, num_processes: int,
