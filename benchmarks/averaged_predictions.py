@@ -10,7 +10,11 @@ per seed, copied aside) gives models whose average behaves as an ensemble's:
 
 For k = 1..n it prints the mean macro-F1 over every subset of k folders (probabilities averaged per vertebra,
 then argmax), and for all n together the metrics with patient-level bootstrap 95 % CIs. Only the graded
-vertebrae that every folder predicted count.
+vertebrae that every folder predicted count. `--against B0 B1 ...` also averages a second set of folders (the
+current default's seeds) and prints the paired difference of the two averages (patient-level bootstrap), as
+paired_predictions.py does for two single folders:
+
+    python benchmarks/averaged_predictions.py --workdir W NEW0 NEW1 NEW2 --against OLD0 OLD1 OLD2
 """
 import itertools
 import sys
@@ -20,20 +24,24 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import base_parser, machine, metrics_with_intervals, summary_line, write_result  # noqa: E402
-from paired_predictions import graded_vertebrae, read_probabilities  # noqa: E402
+from paired_predictions import graded_vertebrae, print_differences, read_probabilities  # noqa: E402
 
+from vfnet.evaluation.bootstrap import paired_difference_intervals  # noqa: E402
 from vfnet.evaluation.metrics import classification_metrics  # noqa: E402
 
 
 def main() -> None:
     parser = base_parser(__doc__)
     parser.add_argument("folders", type=Path, nargs="+")
+    parser.add_argument("--against", type=Path, nargs="+", default=[],
+                        help="folders of the model set to compare with (paired difference of the two averages)")
     parser.add_argument("--dataset", type=int, default=504)
     parser.add_argument("--bootstrap", type=int, default=1000)
     args = parser.parse_args()
     grades, patients = graded_vertebrae(args.workdir, args.dataset)
     predicted = [read_probabilities(folder, set(grades)) for folder in args.folders]
-    keys = sorted(set.intersection(*(set(p) for p in predicted)))
+    baseline = [read_probabilities(folder, set(grades)) for folder in args.against]
+    keys = sorted(set.intersection(*(set(p) for p in predicted + baseline)))
     if not keys:
         sys.exit("no graded vertebra is predicted in every folder")
     reference = np.array([grades[key] for key in keys])
@@ -47,9 +55,18 @@ def main() -> None:
     everything = metrics_with_intervals(reference, stacked.mean(axis=0), [patients[case] for case, _ in keys],
                                         args.bootstrap)
     print(summary_line(f"all {len(predicted)} averaged", everything) + f" ({len(keys)} vertebrae)")
-    write_result(args.results, "averaged_predictions", {
-        "machine": machine(), "folders": [str(folder) for folder in args.folders], "vertebrae": len(keys),
-        "by_number_averaged": by_size, "all_averaged": everything})
+    result = {"machine": machine(), "folders": [str(folder) for folder in args.folders], "vertebrae": len(keys),
+              "by_number_averaged": by_size, "all_averaged": everything}
+    if baseline:
+        against = np.array([[p[key] for key in keys] for p in baseline]).mean(axis=0)
+        result["against"] = [str(folder) for folder in args.against]
+        result["against_averaged"] = metrics_with_intervals(reference, against, [patients[case] for case, _ in keys],
+                                                            args.bootstrap)
+        print(summary_line(f"against: all {len(baseline)} averaged", result["against_averaged"]))
+        result["paired_difference"] = paired_difference_intervals(
+            reference, stacked.mean(axis=0), against, [patients[case] for case, _ in keys], args.bootstrap)
+        print_differences(result["paired_difference"])   # new: the folders' average; old: --against's
+    write_result(args.results, "averaged_predictions", result)
 
 
 if __name__ == "__main__":

@@ -39,6 +39,14 @@ def graded_vertebrae(workdir: Path | None, dataset_id: int) -> tuple[dict[tuple[
     return grades, {case.case_id: case.patient for case in dataset.cases}
 
 
+def print_differences(differences: dict) -> None:
+    """One line per metric: the paired difference (new - old) and its 95 % interval."""
+    for metric, interval in differences.items():
+        if interval is not None:
+            print(f"{metric}: {interval['difference']:+.3f} [{interval['low']:+.3f}, {interval['high']:+.3f}] "
+                  f"(new better in {100 * interval['fraction_a_better']:.0f} % of resamples)")
+
+
 def main() -> None:
     parser = base_parser(__doc__)
     parser.add_argument("new", type=Path)
@@ -55,10 +63,7 @@ def main() -> None:
                                               np.array([new[key] for key in keys]),
                                               np.array([old[key] for key in keys]),
                                               [patients[case] for case, _ in keys], n=args.bootstrap)
-    for metric, interval in differences.items():
-        if interval is not None:
-            print(f"{metric}: {interval['difference']:+.3f} [{interval['low']:+.3f}, {interval['high']:+.3f}] "
-                  f"(new better in {100 * interval['fraction_a_better']:.0f} % of resamples)")
+    print_differences(differences)
     write_result(args.results, "paired_predictions", {"machine": machine(), "new": str(args.new),
                                                       "old": str(args.old), "vertebrae": len(keys),
                                                       "differences": differences})

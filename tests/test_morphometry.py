@@ -16,21 +16,24 @@ LABELS = (20, 21, 22)    # L1 (top), L2, L3
 
 
 def tilted_spine(heights: dict[int, tuple[float, float]], tilt_degrees: float = 0.0, seed: int = 0):
-    """(CT, mask) of three vertebrae on a spine tilted by `tilt_degrees` in the sagittal plane (1 mm voxels).
+    """(CT, mask) of consecutive vertebrae (three: L1-L3) on a spine tilted by `tilt_degrees` in the sagittal
+    plane (1 mm voxels).
 
     `heights[label] = (anterior, posterior)` in mm; the body's height varies linearly between its walls. Behind
     the body a 12 mm canal, then a posterior arch, so the body must be isolated from the posterior elements.
     """
     t = math.radians(tilt_degrees)
-    z, y, x = np.meshgrid(np.arange(-70, 70) + 0.5, np.arange(-55, 45) + 0.5, np.arange(-20, 20) + 0.5,
-                          indexing="ij")
+    labels = sorted(heights)
+    half_length = 70 + (len(labels) - 3) * int(VERTEBRA_STEP / 2)   # mm of scan above and below the middle
+    z, y, x = np.meshgrid(np.arange(-half_length, half_length) + 0.5, np.arange(-55, 45) + 0.5,
+                          np.arange(-20, 20) + 0.5, indexing="ij")
     # World (x, y, z) = (l, p cos t - u sin t, p sin t + u cos t): inverse for every voxel centre.
     p = y * math.cos(t) + z * math.sin(t)
     u = -y * math.sin(t) + z * math.cos(t)
     mask = np.zeros(z.shape, dtype=np.uint8)
     ct = np.full(z.shape, 20.0, dtype=np.float32)
-    for index, label in enumerate(LABELS):
-        centre_u = (1 - index) * VERTEBRA_STEP   # L1 on top
+    for index, label in enumerate(labels):
+        centre_u = ((len(labels) - 1) / 2 - index) * VERTEBRA_STEP   # the first label on top
         anterior, posterior = heights[label]
         local_height = anterior + (posterior - anterior) * (p + BODY_DEPTH) / BODY_DEPTH
         body = (p >= -BODY_DEPTH) & (p <= 0) & (np.abs(x) <= 14) & (np.abs(u - centre_u) <= local_height / 2)
@@ -42,7 +45,7 @@ def tilted_spine(heights: dict[int, tuple[float, float]], tilt_degrees: float = 
     images = []
     for array in (ct, mask):
         image = sitk.GetImageFromArray(array)
-        image.SetOrigin((-20.0, -55.0, -70.0))   # voxel centres at the half-millimetres above
+        image.SetOrigin((-20.0, -55.0, float(-half_length)))   # voxel centres at the half-millimetres above
         image.SetSpacing((1.0, 1.0, 1.0))
         images.append(image)
     return images[0], images[1]
@@ -68,10 +71,26 @@ def test_wedge_heights_along_the_vertebras_own_axis_within_one_voxel(tilt):
 
 
 def test_crush_is_found_against_the_neighbours():
+    # Three vertebrae: too few for the spine's own reference, so the taller adjacent neighbour's height.
     ct, mask = tilted_spine({20: (26, 26), 21: (18, 18), 22: (26, 26)})
     crushed = measure_spine(mask, ct, [21])[21]
     assert abs(crushed["loss_anterior_vs_posterior"]) < 0.05      # its own ratios look normal
-    assert crushed["loss_posterior_vs_neighbours"] > 0.25 and crushed["morphometric_grade"] >= 2
+    assert crushed["loss_posterior_vs_expected"] > 0.25 and crushed["morphometric_grade"] >= 2
+
+
+def test_the_expected_height_is_the_spines_median_not_the_tallest_neighbour():
+    # L1-L5, all bodies 26 mm except L2, 33 mm. Against its tallest neighbour (L2, 34 mm scaled to L3's level)
+    # L3 would lose 24 %, a mild fracture; the median of the other four (scaled: 28, 34, 26, 26 mm) is 27 mm.
+    heights = {label: (26, 26) for label in (20, 21, 22, 23, 24)}
+    ct, mask = tilted_spine({**heights, 21: (33, 33)})
+    normal = measure_spine(mask, ct, [22])[22]
+    assert abs(normal["middle_mm"] - 26.0) <= 1.0
+    assert normal["expected_height_mm"] == pytest.approx(27.1, abs=1.0)
+    assert normal["loss_posterior_vs_expected"] < 0.1 and normal["morphometric_grade"] == 0
+    # A crush beside a crushed neighbour is still found: the median ignores the fractured minority.
+    ct, mask = tilted_spine({**heights, 21: (18, 18), 22: (18, 18)})
+    crushed = measure_spine(mask, ct, [22])[22]
+    assert crushed["loss_posterior_vs_expected"] > 0.25 and crushed["morphometric_grade"] >= 2
 
 
 def test_endplates_come_from_the_ct_when_the_mask_is_a_voxel_too_small():
