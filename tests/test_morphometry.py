@@ -79,8 +79,9 @@ def test_crush_is_found_against_the_neighbours():
 
 
 def test_the_expected_height_is_the_spines_median_not_the_tallest_neighbour():
-    # L1-L5, all bodies 26 mm except L2, 33 mm. Against its tallest neighbour (L2, 34 mm scaled to L3's level)
-    # L3 would lose 24 %, a mild fracture; the median of the other four (scaled: 28, 34, 26, 26 mm) is 27 mm.
+    # L1-L5, all bodies 26 mm except L2, 33 mm. Against its taller neighbour (L2, 34-35 mm scaled to L3's level)
+    # L3 would lose a quarter of its height, a fracture; the median of the other four (scaled: 28, 34, 26 and
+    # 26 mm) is 27 mm.
     heights = {label: (26, 26) for label in (20, 21, 22, 23, 24)}
     ct, mask = tilted_spine({**heights, 21: (33, 33)})
     normal = measure_spine(mask, ct, [22])[22]
