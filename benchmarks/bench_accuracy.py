@@ -110,8 +110,8 @@ def main() -> None:
     epochs = args.epochs or int(plans["training"]["epochs"])
     iterations = args.iterations or int(plans["training"]["iterations_per_epoch"])
     densenet_epochs = args.densenet_epochs or max(1, round(epochs / 4))
-    result = {"densenet_epochs": densenet_epochs, "machine": machine(), "folds": args.folds, "epochs": epochs, "iterations_per_epoch": iterations,
-              "planned_epochs": plans["training"]["epochs"],
+    result = {"densenet_epochs": densenet_epochs, "machine": machine(), "folds": args.folds, "epochs": epochs,
+              "iterations_per_epoch": iterations, "planned_epochs": plans["training"]["epochs"],
               "planned_iterations_per_epoch": plans["training"]["iterations_per_epoch"],
               "reduced": epochs < int(plans["training"]["epochs"]) or len(args.folds) < 5
               or iterations < int(plans["training"]["iterations_per_epoch"]),
