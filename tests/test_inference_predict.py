@@ -227,6 +227,22 @@ def test_missing_fold_is_a_clear_error(tmp_path, model_folder, capsys):
     assert not (tmp_path / "out" / "predictions.csv").exists()
 
 
+def test_models_trained_on_other_morphometric_features_stop_before_any_case(tmp_path, model_folder, capsys):
+    # An earlier vfnet compared the body with its neighbours ("..._vs_neighbours"); its models read other ratios.
+    plans = tiny_plans()
+    plans["network"] = {**plans["network"], "morphometric_features": [
+        "loss_anterior_vs_posterior", "loss_middle_vs_posterior", "loss_anterior_vs_neighbours",
+        "loss_middle_vs_neighbours", "loss_posterior_vs_neighbours", "height_loss"]}
+    write_json(model_folder / "plans.json", plans)
+    write_phantom(tmp_path / "in", "case")
+    code = main_cli(["-i", str(tmp_path / "in"), "-o", str(tmp_path / "out"), "-d", "1", "-f", "0", "1"])
+    assert code == 1
+    error = capsys.readouterr().err
+    assert "plans.json lists the morphometric features" in error and "loss_anterior_vs_neighbours" in error
+    assert "train again" in error and "case case failed" not in error
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
 def main_cli(argv):
     from vfnet.cli.common import run_cli
     return run_cli("vfnet_predict", main, argv)

@@ -165,14 +165,20 @@ def feature_vector(report: Mapping[str, Any] | None) -> tuple[np.ndarray, np.nda
     return values, available
 
 
+def check_feature_names(feature_names: Iterable[str], source: str,
+                        remedy: str = "plan and preprocess again with this version.") -> None:
+    """A plan's morphometric features must be the ones this vfnet measures (FEATURE_NAMES, in that order)."""
+    if list(feature_names) != list(FEATURE_NAMES):
+        raise PlanError(f"{source} lists the morphometric features {list(feature_names)}, not this vfnet's "
+                        f"{list(FEATURE_NAMES)}; {remedy}")
+
+
 def morphometry_inputs(properties: Iterable[Mapping[str, Any]], feature_names: Iterable[str]) -> np.ndarray:
     """(N, 2F) inputs of the morphometric branch for crops' properties: the same code at training and prediction.
 
     A plan's feature list must match this version's; a crop without morphometry (centroid input) is all zero,
     i.e. every feature unavailable.
     """
-    if list(feature_names) != list(FEATURE_NAMES):
-        raise PlanError(f"The plan's morphometric features {list(feature_names)} are not this vfnet's "
-                         f"{list(FEATURE_NAMES)}; plan and preprocess again with this version.")
+    check_feature_names(feature_names, "The plan")
     rows = [np.concatenate(feature_vector(p.get("morphometry"))) for p in properties]
     return np.stack(rows).astype(np.float32) if rows else np.zeros((0, 2 * len(FEATURE_NAMES)), np.float32)
