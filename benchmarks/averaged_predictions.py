@@ -39,32 +39,33 @@ def main() -> None:
     parser.add_argument("--bootstrap", type=int, default=1000)
     args = parser.parse_args()
     grades, patients = graded_vertebrae(args.workdir, args.dataset)
-    predicted = [read_probabilities(folder, set(grades)) for folder in args.folders]
-    baseline = [read_probabilities(folder, set(grades)) for folder in args.against]
+    graded = set(grades)
+    predicted = [read_probabilities(folder, graded) for folder in args.folders]
+    baseline = [read_probabilities(folder, graded) for folder in args.against]
     keys = sorted(set.intersection(*(set(p) for p in predicted + baseline)))
     if not keys:
         sys.exit("no graded vertebra is predicted in every folder")
     reference = np.array([grades[key] for key in keys])
+    groups = [patients[case] for case, _ in keys]
     stacked = np.array([[p[key] for key in keys] for p in predicted])   # (folders, vertebrae, 4)
+    averaged = stacked.mean(axis=0)
     by_size = {}
     for size in range(1, len(predicted) + 1):
         scores = [classification_metrics(reference, stacked[list(subset)].mean(axis=0))["macro_f1"]
                   for subset in itertools.combinations(range(len(predicted)), size)]
         by_size[size] = {"mean_macro_f1": float(np.mean(scores)), "subsets": len(scores)}
         print(f"{size} averaged: macro-F1 {np.mean(scores):.3f} (mean of {len(scores)} subset(s))")
-    everything = metrics_with_intervals(reference, stacked.mean(axis=0), [patients[case] for case, _ in keys],
-                                        args.bootstrap)
+    everything = metrics_with_intervals(reference, averaged, groups, args.bootstrap)
     print(summary_line(f"all {len(predicted)} averaged", everything) + f" ({len(keys)} vertebrae)")
     result = {"machine": machine(), "folders": [str(folder) for folder in args.folders], "vertebrae": len(keys),
               "by_number_averaged": by_size, "all_averaged": everything}
     if baseline:
         against = np.array([[p[key] for key in keys] for p in baseline]).mean(axis=0)
         result["against"] = [str(folder) for folder in args.against]
-        result["against_averaged"] = metrics_with_intervals(reference, against, [patients[case] for case, _ in keys],
-                                                            args.bootstrap)
+        result["against_averaged"] = metrics_with_intervals(reference, against, groups, args.bootstrap)
         print(summary_line(f"against: all {len(baseline)} averaged", result["against_averaged"]))
-        result["paired_difference"] = paired_difference_intervals(
-            reference, stacked.mean(axis=0), against, [patients[case] for case, _ in keys], args.bootstrap)
+        result["paired_difference"] = paired_difference_intervals(reference, averaged, against, groups,
+                                                                  args.bootstrap)
         print_differences(result["paired_difference"])   # new: the folders' average; old: --against's
     write_result(args.results, "averaged_predictions", result)
 

@@ -27,7 +27,7 @@ from vfnet.inference.outputs import (case_remarks, field_of_view_note, load_comp
 from vfnet.inference.vertebra_sources import (VertebraSource, find_centroids, find_mask, load_centroid_source,
                                               load_mask_source, sole_mask_like_file)
 from vfnet.labels import level_name
-from vfnet.morphometry.genant import check_feature_names, json_ready, morphometry_inputs
+from vfnet.morphometry.genant import json_ready, morphometry_inputs
 from vfnet.planning.plans import load_plans
 from vfnet.preprocessing.centroid_masks import estimate_vertebra_mask
 from vfnet.preprocessing.mask_check import check_masks
@@ -88,11 +88,6 @@ class PredictionRun:
 def run_prediction(input_path: Path, output_folder: Path, settings: PredictSettings) -> PredictionRun:
     cases = discover_cases(input_path)
     plans = load_plans(settings.model_folder / "plans.json")
-    features = plans.get("network", {}).get("morphometric_features", [])
-    if features:   # before any case: every case would fail on them
-        check_feature_names(features, str(settings.model_folder / "plans.json"),
-                            "these models were trained by another vfnet version: plan, preprocess and train again "
-                            "with this one, or predict with the version that trained them.")
     models = load_configuration_models([settings.model_folder, *settings.ensemble_members], settings.folds,
                                        settings.checkpoint_name, plans)
     ensemble = FoldEnsemble(models, mirror=settings.mirror, device=settings.device)
