@@ -8,7 +8,8 @@ import SimpleITK as sitk
 from vfnet.morphometry.frame import cranio_caudal_axis, local_frame
 from vfnet.morphometry.genant import (FEATURE_NAMES, feature_vector, grade_from_height_loss, json_ready,
                                       measure_spine, morphometry_inputs)
-from vfnet.morphometry.heights import CASE_TOLERANCE_MM, EDGE_FRACTION, MAX_SHIFT_MM, _consistent_edges
+from vfnet.morphometry.heights import (CASE_TOLERANCE_MM, EDGE_FRACTION, MAX_SHIFT_MM, WIDE_SEARCH_MM,
+                                      _consistent_edges)
 
 BODY_DEPTH = 30.0        # mm, anterior wall at p = -30, posterior wall at p = 0
 VERTEBRA_STEP = 34.0     # mm between vertebra centres along the spine
@@ -144,10 +145,36 @@ def test_a_vertebra_whose_positions_agree_keeps_its_own_move_against_the_scans()
              for name, offset in (("anterior", 0.0), ("middle", 0.5), ("posterior", -0.5))}
     own = _consistent_edges(edges, sample_mm=0.5, typical_moves=(0.0, 0.0))
     assert own["anterior"] == (48.0, 92.0, "ct") and own["middle"] == (48.5, 91.5, "ct")
-    # Positions that disagree (4 mm apart) do not overrule the scan: a move 4 mm from it takes the scan's.
-    edges["posterior"]["ct"] = (40.0, 100.0)
+    # Positions that all disagree (no two within OWN_AGREEMENT_MM) do not overrule the scan: a move 4 mm from its
+    # move takes the scan's, one 2 mm from it is accepted.
+    edges["middle"]["ct"], edges["posterior"]["ct"] = (44.0, 96.0), (40.0, 100.0)
     scan = _consistent_edges(edges, sample_mm=0.5, typical_moves=(0.0, 0.0))
     assert scan["anterior"] == (40.0, 100.0, "ct") and scan["posterior"] == (40.0, 100.0, "ct")
+    assert scan["middle"] == (44.0, 96.0, "ct")
+
+
+def test_two_positions_that_agree_outvote_a_stray_ridge():
+    # A mask 4 mm too generous below (8 samples), exact above, in a scan whose other masks were exact. The
+    # anterior position caught the neighbour's endplate 5 mm out across the disc; the other two agree.
+    edges = {"anterior": {"mask": (40.0, 100.0), "ct": (30.0, 100.0)},
+             "middle": {"mask": (40.0, 100.0), "ct": (48.0, 100.5)},
+             "posterior": {"mask": (40.0, 100.0), "ct": (48.5, 99.5)}}
+    result = _consistent_edges(edges, sample_mm=0.5, typical_moves=(0.0, 0.0))
+    assert result["anterior"] == (48.25, 100.0, "ct")       # the agreeing pair's median move, not the ridge
+    assert result["middle"] == (48.0, 100.5, "ct") and result["posterior"] == (48.5, 99.5, "ct")
+
+
+def test_all_three_positions_may_agree_on_a_move_beyond_two_voxels():
+    # 7 mm (14 samples) short above: a voxel too small and a voxel off on 3.5 mm slices. Alike at all three
+    # positions it is believed; the same move at only two of them (the third elsewhere) is not.
+    assert MAX_SHIFT_MM < 7.0 <= WIDE_SEARCH_MM
+    edges = {name: {"mask": (40.0, 86.0), "ct": (40.0, 100.0 + offset)}
+             for name, offset in (("anterior", 0.0), ("middle", 1.0), ("posterior", -1.0))}
+    agreed = _consistent_edges(edges, sample_mm=0.5, typical_moves=(0.0, 0.0))
+    assert agreed["anterior"] == (40.0, 100.0, "ct") and agreed["posterior"] == (40.0, 99.0, "ct")
+    edges["posterior"]["ct"] = (40.0, 86.0)
+    pair = _consistent_edges(edges, sample_mm=0.5, typical_moves=(0.0, 0.0))
+    assert pair["anterior"] == (40.0, 86.0, "ct") and pair["posterior"] == (40.0, 86.0, "ct")
 
 
 def test_heights_when_each_vertebra_is_off_its_own_way():

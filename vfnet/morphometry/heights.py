@@ -16,6 +16,7 @@
 """
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass, field
 from typing import Any, Iterable
@@ -45,7 +46,7 @@ MAX_SHIFT_MM = 6.0              # the CT may move a mask's endplate this far: tw
 CASE_MOVE_LIMIT_MM = 10.0       # moves up to this far count towards the scan's typical move of an endplate ...
 CASE_TOLERANCE_MM = 3.0         # ... and a move this far from that typical move is accepted
 MIN_CASE_MOVES = 6              # endplates found on the CT needed for a typical move (else: per vertebra)
-OWN_AGREEMENT_MM = 1.5          # a vertebra whose positions all move an endplate alike (this close) keeps its move
+OWN_AGREEMENT_MM = 1.5          # a vertebra whose positions move an endplate alike (this close) keeps its move
 MIN_TURN_DEGREES = 2.0          # the slab is turned onto the body's own endplates when they tilt more than this
 MAX_TURN_DEGREES = 25.0
 POSITIONS = {"anterior": EDGE_FRACTION, "middle": 0.5, "posterior": 1.0 - EDGE_FRACTION}
@@ -293,7 +294,7 @@ def _consistent_edges(edges: dict[str, dict], sample_mm: float,
     vertebra, and a move found alike at two or three positions is no stray ridge."""
     limit = MAX_SHIFT_MM / sample_mm
     own = _median_moves([edges], limit, min_count=1)
-    agreed = _agreed_moves(edges, limit, OWN_AGREEMENT_MM / sample_mm)
+    agreed = _agreed_moves(edges, sample_mm)
 
     def accepted(move: float | None, side: int) -> float | None:
         reference = agreed[side] if agreed[side] is not None else typical_moves[side]
@@ -318,11 +319,25 @@ def _consistent_edges(edges: dict[str, dict], sample_mm: float,
     return result
 
 
-def _agreed_moves(edges: dict[str, dict], limit: float, agreement: float) -> tuple[float | None, float | None]:
-    """Per endplate (lower, upper): the median CT move of this vertebra where at least two of its positions found
-    the endplate and all of them moved it alike (within `agreement`, each at most `limit`), else None."""
-    return tuple(float(np.median(side)) if len(side) >= 2 and np.ptp(side) <= agreement
-                 and max(map(abs, side)) <= limit else None for side in _ct_moves([edges]))
+def _agreed_moves(edges: dict[str, dict], sample_mm: float) -> tuple[float | None, float | None]:
+    """Per endplate (lower, upper): the median CT move of this vertebra's largest group of positions that moved
+    the endplate alike (within OWN_AGREEMENT_MM), else None. A group of two needs each move within MAX_SHIFT_MM;
+    all three positions may agree on up to WIDE_SEARCH_MM (a mask a voxel too small and a voxel off on 2-3 mm
+    slices ends 6-8 mm from the endplate, and a stray ridge is not found alike at all three). A position that
+    disagrees with the others caught another ridge (the neighbour's endplate across the disc) and is outvoted."""
+    near, far = MAX_SHIFT_MM / sample_mm, WIDE_SEARCH_MM / sample_mm
+    agreement = OWN_AGREEMENT_MM / sample_mm
+
+    def believable(group: tuple[float, ...]) -> bool:
+        return np.ptp(group) <= agreement and max(map(abs, group)) <= (far if len(group) >= 3 else near)
+
+    agreed = []
+    for moves in _ct_moves([edges]):
+        groups = [group for size in (3, 2) for group in itertools.combinations(moves, size) if believable(group)]
+        # The largest group wins; between pairs, the one that agrees best.
+        best = max(groups, key=lambda group: (len(group), -np.ptp(group)), default=None)
+        agreed.append(None if best is None else float(np.median(best)))
+    return agreed[0], agreed[1]
 
 
 def _runs(flags: np.ndarray) -> list[tuple[int, int]]:
