@@ -145,8 +145,8 @@ def test_a_vertebra_whose_positions_agree_keeps_its_own_move_against_the_scans()
              for name, offset in (("anterior", 0.0), ("middle", 0.5), ("posterior", -0.5))}
     own = _consistent_edges(edges, sample_mm=0.5, typical_moves=(0.0, 0.0))
     assert own["anterior"] == (48.0, 92.0, "ct") and own["middle"] == (48.5, 91.5, "ct")
-    # Positions that all disagree (no two within OWN_AGREEMENT_MM) do not overrule the scan: a move 4 mm from its
-    # move takes the scan's, one 2 mm from it is accepted.
+    # Positions that all disagree (no two within OWN_AGREEMENT_MM) do not overrule the scan: a move 4 mm from the
+    # scan's takes the scan's, one 2 mm from it is accepted.
     edges["middle"]["ct"], edges["posterior"]["ct"] = (44.0, 96.0), (40.0, 100.0)
     scan = _consistent_edges(edges, sample_mm=0.5, typical_moves=(0.0, 0.0))
     assert scan["anterior"] == (40.0, 100.0, "ct") and scan["posterior"] == (40.0, 100.0, "ct")
