@@ -30,6 +30,11 @@ from vfnet.evaluation.bootstrap import paired_difference_intervals  # noqa: E402
 from vfnet.evaluation.metrics import classification_metrics  # noqa: E402
 
 
+def _stack(predicted: list[dict], keys: list) -> np.ndarray:
+    """(folders, vertebrae, 4) probabilities of each folder for `keys`, in that order."""
+    return np.array([[p[key] for key in keys] for p in predicted])
+
+
 def main() -> None:
     parser = base_parser(__doc__)
     parser.add_argument("folders", type=Path, nargs="+")
@@ -47,7 +52,7 @@ def main() -> None:
         sys.exit("no graded vertebra is predicted in every folder")
     reference = np.array([grades[key] for key in keys])
     groups = [patients[case] for case, _ in keys]
-    stacked = np.array([[p[key] for key in keys] for p in predicted])   # (folders, vertebrae, 4)
+    stacked = _stack(predicted, keys)   # (folders, vertebrae, 4)
     averaged = stacked.mean(axis=0)
     by_size = {}
     for size in range(1, len(predicted) + 1):
@@ -60,7 +65,7 @@ def main() -> None:
     result = {"machine": machine(), "folders": [str(folder) for folder in args.folders], "vertebrae": len(keys),
               "by_number_averaged": by_size, "all_averaged": everything}
     if baseline:
-        against = np.array([[p[key] for key in keys] for p in baseline]).mean(axis=0)
+        against = _stack(baseline, keys).mean(axis=0)
         result["against"] = [str(folder) for folder in args.against]
         result["against_averaged"] = metrics_with_intervals(reference, against, groups, args.bootstrap)
         print(summary_line(f"against: all {len(baseline)} averaged", result["against_averaged"]))

@@ -14,7 +14,7 @@ from vfnet.inference import domain
 from vfnet.model.card import load_card, write_card
 from vfnet.model.card_text import data_kind, summary_lines
 from vfnet.morphometry.genant import morphometry_inputs
-from vfnet.planning.plans import load_plans
+from vfnet.planning.plans import load_plans, morphometric_features
 
 PICTURES_FOLDER = "pictures"
 NO_CARD = ("Model card: none in {folder} (trained before vfnet wrote cards): the training data are unknown and "
@@ -25,8 +25,7 @@ class CaseExtras:
     def __init__(self, model_folder: Path, output_folder: Path, pictures: bool = True, saliency: bool = False):
         self.output_folder, self.pictures, self.saliency = Path(output_folder), pictures, saliency
         # Saliency explains the score that graded each vertebra: with the plan's morphometric inputs, if any.
-        self.morphometric_features = load_plans(Path(model_folder) / "plans.json")["network"].get(
-            "morphometric_features", [])
+        self.morphometric_features = morphometric_features(load_plans(Path(model_folder) / "plans.json"))
         self.card = load_card(model_folder)
         if self.card is None:
             print(NO_CARD.format(folder=model_folder))

@@ -12,13 +12,13 @@ import torch
 
 from vfnet.errors import CheckpointError
 from vfnet.inference.ensemble import load_fold_models
-from vfnet.planning.plans import load_plans
+from vfnet.planning.plans import load_plans, morphometric_features
 
 
 def member_inputs(plans: dict[str, Any]) -> str:
     """What a member reads from a vertebra; members of one ensemble must agree on it."""
     return json.dumps({"preprocessing": plans.get("preprocessing"),
-                       "morphometric_features": plans.get("network", {}).get("morphometric_features", [])},
+                       "morphometric_features": morphometric_features(plans)},
                       sort_keys=True)
 
 

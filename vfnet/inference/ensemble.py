@@ -17,6 +17,7 @@ from vfnet.model.checkpoint import load_checkpoint
 from vfnet.model.network import build_network
 from vfnet.morphometry.genant import check_feature_names
 from vfnet.paths import fold_folder
+from vfnet.planning.plans import morphometric_features
 
 LEFT_RIGHT_DIM = 4  # (B, C, Z, Y, X): array axis 2 of a crop
 
@@ -66,7 +67,7 @@ def checkpoint_path(model_folder: Path, fold: int | str, checkpoint_name: str) -
 def load_fold_models(model_folder: Path, folds: list[int | str], checkpoint_name: str,
                      plans: dict[str, Any]) -> list[torch.nn.Module]:
     """Build each fold's network from its checkpoint's own network plan, after checking it matches plans.json."""
-    features = plans.get("network", {}).get("morphometric_features", [])
+    features = morphometric_features(plans)
     if features:   # models of another vfnet read other ratios: stop before loading, not on every case
         check_feature_names(features, str(model_folder / "plans.json"),
                             "these models were trained by another vfnet version: plan, preprocess and train again "

@@ -28,7 +28,7 @@ from vfnet.inference.vertebra_sources import (VertebraSource, find_centroids, fi
                                               load_mask_source, sole_mask_like_file)
 from vfnet.labels import level_name
 from vfnet.morphometry.genant import json_ready, morphometry_inputs
-from vfnet.planning.plans import load_plans
+from vfnet.planning.plans import load_plans, morphometric_features
 from vfnet.preprocessing.centroid_masks import estimate_vertebra_mask
 from vfnet.preprocessing.mask_check import check_masks
 from vfnet.preprocessing.measurement import measure_vertebrae
@@ -150,7 +150,7 @@ def predict_case(case: InputCase, ensemble: FoldEnsemble, plans: dict[str, Any],
         reports = measure_vertebrae(integer_mask(source.mask_image), image, labels)
         for label in labels:
             crops[label][1]["morphometry"] = json_ready(reports[label]) if label in reports else None
-    feature_names = plans["network"].get("morphometric_features", [])
+    feature_names = morphometric_features(plans)
     morphometry = morphometry_inputs([crops[label][1] for label in labels], feature_names) if feature_names \
         else None
     ensemble_output = ensemble.predict(np.stack([crops[label][0] for label in labels]), morphometry)

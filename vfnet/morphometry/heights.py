@@ -329,11 +329,12 @@ def _agreed_moves(edges: dict[str, dict], sample_mm: float) -> tuple[float | Non
     agreement = OWN_AGREEMENT_MM / sample_mm
 
     def believable(group: tuple[float, ...]) -> bool:
-        return np.ptp(group) <= agreement and max(map(abs, group)) <= (far if len(group) >= 3 else near)
+        return np.ptp(group) <= agreement and max(map(abs, group)) <= (far if len(group) == len(POSITIONS) else near)
 
     agreed = []
     for moves in _ct_moves([edges]):
-        groups = [group for size in (3, 2) for group in itertools.combinations(moves, size) if believable(group)]
+        groups = [group for size in range(len(moves), 1, -1) for group in itertools.combinations(moves, size)
+                  if believable(group)]
         # The largest group wins; between pairs, the one that agrees best.
         best = max(groups, key=lambda group: (len(group), -np.ptp(group)), default=None)
         agreed.append(None if best is None else float(np.median(best)))

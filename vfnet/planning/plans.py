@@ -16,6 +16,11 @@ def save_plans(path: str | Path, plans: dict[str, Any]) -> None:
     write_json(path, plans)
 
 
+def morphometric_features(plans: dict[str, Any]) -> list[str]:
+    """The morphometric features the plan's network reads (empty: no morphometric branch)."""
+    return list(plans.get("network", {}).get("morphometric_features", []))
+
+
 def load_plans(path: str | Path) -> dict[str, Any]:
     """Read and validate a plans file; an edit that makes no sense raises PlanError naming the file and key."""
     try:

@@ -12,6 +12,7 @@ import numpy as np
 from vfnet.dataset.splits import load_splits
 from vfnet.errors import VfnetError
 from vfnet.morphometry.genant import morphometry_inputs
+from vfnet.planning.plans import morphometric_features
 from vfnet.preprocessing.samples import check_signatures, load_arrays, read_sample_properties
 
 SPLITS_FILE = "splits_final.json"
@@ -77,7 +78,7 @@ def load_fold(dataset_folder: Path, plans: dict[str, Any], fold: int | str) -> t
         raise VfnetError(f"Fold {fold} has no graded training sample in {folder}" +
                          (f" seen at least {min_fraction:.0%} in the field of view (training.min_fraction_in_view)."
                           if left_out else "."))
-    feature_names = list(plans["network"].get("morphometric_features", []))
+    feature_names = morphometric_features(plans)
     train_set = _load_samples(folder, train, shape, feature_names)
     train_set.left_out = left_out
     return train_set, (_load_samples(folder, val, shape, feature_names) if val is not None else None)

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from vfnet.morphometry.genant import morphometry_inputs
+from vfnet.planning.plans import morphometric_features
 from vfnet.training.data import SampleSet
 
 
@@ -28,7 +29,7 @@ class MaskErrorMorphometry:
     def from_plan(cls, samples: SampleSet, plans: dict[str, Any]) -> "MaskErrorMorphometry | None":
         names = list(plans["preprocessing"].get("morphometry_mask_errors", []))
         probability = float(plans["training"].get("mask_error_morphometry_probability", 0.0))
-        features = list(plans["network"].get("morphometric_features", []))
+        features = morphometric_features(plans)
         if not names or probability <= 0 or not features or samples.morphometry is None:
             return None
         variants = [morphometry_inputs([{"morphometry": (p.get("morphometry_mask_errors") or {}).get(name)}
