@@ -8,11 +8,13 @@ validation/predictions.csv; morphometry is recomputed from the same crops, it is
 each method, metric(vfnet) - metric(method) with a patient-level *paired* bootstrap 95 % interval: both methods are
 scored on the same resampled patients, so the interval says directly whether the data support a difference.
 `--plans` adds further plan variants trained in the same workdir; `--previous` adds the default vfnet plan of an
-earlier run (another workdir, e.g. the previous default); `--baseline` makes a plan variant of the workdir the
+earlier run (another workdir, e.g. the previous default); `--accuracy_json` adds the methods whose out-of-fold
+predictions bench_accuracy.py kept only in its JSON (DenseNet121); `--baseline` makes a plan variant of the workdir the
 side every other method is compared with (default: the workdir's vfnetPlans). Each comparison uses the vertebrae
 both sides predicted (an interrupted run covers fewer folds).
 """
 import csv
+import json
 import sys
 from pathlib import Path
 
@@ -43,6 +45,14 @@ def variant_rows(results: Path, plans_name: str) -> dict[str, dict]:
     return rows
 
 
+def kept_rows(accuracy_json: Path, exclude: set[str]) -> dict[str, dict[str, dict]]:
+    """The out-of-fold rows that a bench_accuracy.py JSON kept, per method not in `exclude` (those are read from
+    their predictions.csv), keyed by sample like variant_rows."""
+    methods = json.loads(accuracy_json.read_text())["methods"]
+    return {method: {row["sample"]: row for row in entry["out_of_fold"]}
+            for method, entry in methods.items() if method not in exclude and entry.get("out_of_fold")}
+
+
 def main() -> None:
     parser = base_parser(__doc__)
     parser.add_argument("--bootstrap", type=int, default=2000)
@@ -50,6 +60,8 @@ def main() -> None:
                         help="further plan variants trained in the same workdir (e.g. vfnetPlans_ce36) to compare")
     parser.add_argument("--previous", type=Path, default=None,
                         help="workdir of an earlier bench_accuracy.py run whose vfnet plan joins as 'previous default'")
+    parser.add_argument("--accuracy_json", type=Path, default=None,
+                        help="a bench_accuracy.py result whose methods' kept out-of-fold rows join (e.g. densenet)")
     parser.add_argument("--baseline", default=None, metavar="PLANS_NAME",
                         help="compare every method with this plan variant of the workdir instead of vfnetPlans")
     args = parser.parse_args()
@@ -67,6 +79,8 @@ def main() -> None:
     if args.previous is not None:
         previous = args.previous / "vfnet_results" / dataset.name
         methods["previous default"] = variant_rows(previous, VARIANTS["vfnet"][0])
+    if args.accuracy_json is not None:
+        methods.update(kept_rows(args.accuracy_json, exclude=set(VARIANTS)))
     if args.baseline is not None:
         methods["vfnetPlans (workdir default)"] = methods.pop("vfnet")
         methods["vfnet"] = methods.pop(args.baseline, None) or variant_rows(results, args.baseline)
