@@ -36,7 +36,7 @@ from vfnet.model.network import build_network  # noqa: E402
 from vfnet.paths import fold_folder, model_folder  # noqa: E402
 from vfnet.planning.budget import training_views  # noqa: E402
 from vfnet.planning.measured import epoch_seconds  # noqa: E402
-from vfnet.planning.plans import load_plans  # noqa: E402
+from vfnet.planning.plans import load_plans, morphometric_features  # noqa: E402
 from vfnet.training.losses import ContrastiveClassificationLoss  # noqa: E402
 from vfnet.training.throughput import measure_training  # noqa: E402
 
@@ -130,7 +130,7 @@ def network_alone(plans: dict, device: str, steps: int = 30, warmup: int = 8) ->
     inputs = torch.randn(batch * views, int(preprocessing["num_input_channels"]),
                          *preprocessing["crop_size"], device=device)
     grades = (torch.arange(batch, device=device) % 4)
-    features = len(plans["network"].get("morphometric_features", []))
+    features = len(morphometric_features(plans))
     morphometry = torch.zeros(batch * views, 2 * features, device=device) if features else None
     dtype = (torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16) if device == "cuda" else None
 

@@ -45,12 +45,11 @@ def variant_rows(results: Path, plans_name: str) -> dict[str, dict]:
     return rows
 
 
-def kept_rows(accuracy_json: Path, exclude: set[str]) -> dict[str, dict[str, dict]]:
-    """The out-of-fold rows that a bench_accuracy.py JSON kept, per method not in `exclude` (those are read from
-    their predictions.csv), keyed by sample like variant_rows."""
+def kept_rows(accuracy_json: Path) -> dict[str, dict[str, dict]]:
+    """The out-of-fold rows that a bench_accuracy.py JSON kept, per method, keyed by sample like variant_rows."""
     methods = json.loads(accuracy_json.read_text())["methods"]
     return {method: {row["sample"]: row for row in entry["out_of_fold"]}
-            for method, entry in methods.items() if method not in exclude and entry.get("out_of_fold")}
+            for method, entry in methods.items() if entry.get("out_of_fold")}
 
 
 def main() -> None:
@@ -80,7 +79,8 @@ def main() -> None:
         previous = args.previous / "vfnet_results" / dataset.name
         methods["previous default"] = variant_rows(previous, VARIANTS["vfnet"][0])
     if args.accuracy_json is not None:
-        methods.update(kept_rows(args.accuracy_json, exclude=set(VARIANTS)))
+        for method, rows in kept_rows(args.accuracy_json).items():   # only where the workdir gave no rows
+            methods[method] = methods.get(method) or rows
     if args.baseline is not None:
         methods["vfnetPlans (workdir default)"] = methods.pop("vfnet")
         methods["vfnet"] = methods.pop(args.baseline, None) or variant_rows(results, args.baseline)
