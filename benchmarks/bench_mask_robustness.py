@@ -9,7 +9,8 @@ fold's validation CTs with that fold's model only, so every number is out-of-fol
   shifted_3: by two / three voxels along every axis (also along the spine); eroded_1+shifted_2,
   dilated_1+shifted_2: a voxel too small or too generous and moved by two; mixed_1 / mixed_2: each vertebra its
   own way, eroded or dilated by 0-1 / 0-2 voxels and moved by -1..1 voxel per axis (a model errs differently on
-  each vertebra);
+  each vertebra); coarse_2 / 3 / 4 / 6: made on a grid of 2-6 mm voxels and resampled back with nearest
+  neighbour (a segmentation model run at 3 mm, as TotalSegmentator's --fast, gives blocky outlines);
 - centroids: the phantom's VerSe centroid files, no mask (in this phantom family they sit at the mask's centre of
   mass, as training crops are centred).
 
@@ -32,7 +33,8 @@ from vfnet.dataset.splits import load_splits
 from vfnet.preprocessing.mask_errors import degrade_mask
 
 CONDITIONS = ("perfect", "eroded", "dilated", "shifted", "centroids", "eroded_2", "dilated_2", "eroded_3", "dilated_3",
-              "shifted_2", "shifted_3", "eroded_1+shifted_2", "dilated_1+shifted_2", "mixed_1", "mixed_2")
+              "shifted_2", "shifted_3", "eroded_1+shifted_2", "dilated_1+shifted_2", "mixed_1", "mixed_2",
+              "coarse_2", "coarse_3", "coarse_4", "coarse_6")
 DEFAULT_CONDITIONS = CONDITIONS[:5]
 
 

@@ -4,6 +4,7 @@ import json
 
 import numpy as np
 import SimpleITK as sitk
+from scipy import ndimage
 
 from test_inference_phantom import PHANTOM_LABELS, phantom
 from test_inference_predict import _settings, model_folder  # noqa: F401  (pytest fixture)
@@ -274,3 +275,54 @@ def test_prediction_grades_shifted_masks_moved_back_and_says_so(tmp_path, model_
     rows = run.records[0]["vertebrae"]
     assert all(abs(row["anterior_mm"] - 16.0) <= 1.0 for row in rows)   # measured on the moved masks
     assert all("moved by [-2, -2, -2] voxels" in row["note"] for row in rows)
+
+
+def _rounded_spine(spacing: float = 1.0) -> tuple[sitk.Image, sitk.Image]:
+    """Five ellipsoid 'vertebrae' T10-L2 on a fine grid: curved outlines, so labels change across every plane."""
+    shape = (150, 52, 62)
+    z, y, x = np.meshgrid(*[np.arange(n) * spacing for n in shape], indexing="ij")
+    ct = np.full(shape, -100.0, np.float32)
+    labels = np.zeros(shape, np.uint16)
+    for index, label in enumerate(range(21, 16, -1)):    # L2 lowest
+        inside = ((z - 17 - 29 * index) / 11) ** 2 + ((y - 26) / 21) ** 2 + ((x - 31) / 26) ** 2 <= 1
+        ct[inside], labels[inside] = 300.0, label
+    ct += np.random.default_rng(2).normal(0, 5, shape).astype(np.float32)
+    images = [sitk.GetImageFromArray(array) for array in (ct, labels)]
+    for image in images:
+        image.SetSpacing((spacing,) * 3)
+    return images[0], images[1]
+
+
+def _steps(mask: sitk.Image) -> np.ndarray:
+    array = sitk.GetArrayFromImage(mask)
+    return mask_check.mask_step_mm(array[ndimage.find_objects((array > 0).astype(np.uint8))[0]],
+                                   np.asarray(mask.GetSpacing())[::-1])
+
+
+def test_the_step_of_a_mask_s_outlines_tells_the_grid_it_was_made_on():
+    _, mask = _rounded_spine()
+    assert np.all(_steps(mask) < 1.3)   # 1.0, a little more along the spine: the flat top of a body
+    for millimetres in (2, 3):
+        steps = _steps(degrade_mask(mask, f"coarse_{millimetres}"))
+        assert np.all((0.8 * millimetres <= steps) & (steps <= 1.4 * millimetres)), (millimetres, steps)
+    # Flat faces change label across a few planes only: too few to tell, so the grid's own spacing.
+    _, boxes = _boxes()
+    np.testing.assert_array_equal(_steps(boxes), 2.0)
+
+
+def test_masks_made_on_a_coarser_grid_are_snapped_to_the_bone_with_the_ct():
+    ct, mask = _rounded_spine()
+    exact = sitk.GetArrayFromImage(mask)
+    assert not check_masks(mask, ct, range(17, 22)).masks_are_off
+    assert not check_masks(degrade_mask(mask, "coarse_2"), ct, range(17, 22)).coarse   # two voxels, 2 mm
+    blocky = degrade_mask(mask, "coarse_3")
+    check = check_masks(blocky, ct, range(17, 22))
+    assert check.coarse and check.snapped and not check.far_from_bone and not check.uneven
+    assert all(abs(step - 3.0) < 0.6 for step in check.mask_step_mm)
+    assert check.how == "snapped to the bone the CT shows (they were made on a coarser grid)"
+    assert "made on a coarser grid than the CT's" in check.note() and "snapped" in check.note()
+    assert "were made on a coarser grid" in check.vertebra_note()
+    # Snapped to the CT's bone, the outline is the exact one again wherever the blocky one differed.
+    blocky_wrong = np.count_nonzero(sitk.GetArrayFromImage(blocky) != exact)
+    snapped_wrong = np.count_nonzero(sitk.GetArrayFromImage(check.corrected) != exact)
+    assert snapped_wrong < 0.1 * blocky_wrong

@@ -1,5 +1,5 @@
 """The errors a segmentation model's masks have, made on purpose: eroded, dilated or shifted by a voxel or two,
-the whole scan alike or ("mixed") each vertebra its own way.
+the whole scan alike or ("mixed") each vertebra its own way, or ("coarse") made on a coarser grid than the CT's.
 
 `degrade_mask` is what the robustness benchmark grades through (benchmarks/bench_mask_robustness.py) and what
 preprocessing measures the training vertebrae on a second time (measurement.mask_error_morphometry), so the network
@@ -20,7 +20,7 @@ except ImportError:
 from vfnet.errors import PlanError
 from vfnet.morphometry.genant import mask_statistics
 
-KINDS = ("eroded", "dilated", "shifted", "mixed")
+KINDS = ("eroded", "dilated", "shifted", "mixed", "coarse")
 SHIFT_VOXELS = (0, 1, 2)   # (z, y, x) voxels of "shifted": a small move along every in-plane axis
 
 
@@ -28,8 +28,8 @@ def parse_mask_error(name: str) -> tuple[str, int]:
     """"eroded_2" -> ("eroded", 2); a name without a radius means one voxel ("dilated" -> ("dilated", 1))."""
     kind, _, radius_text = name.partition("_")
     if kind not in KINDS or not (radius_text == "" or radius_text.isdigit()) or (radius_text and int(radius_text) < 1):
-        raise PlanError(f"Unknown mask error {name!r}: expected eroded_N, dilated_N, shifted, shifted_N or "
-                        f"mixed_N (N voxels, N >= 1).")
+        raise PlanError(f"Unknown mask error {name!r}: expected eroded_N, dilated_N, shifted, shifted_N, "
+                        f"mixed_N (N voxels, N >= 1) or coarse_N (an N mm grid).")
     return kind, int(radius_text or 1)
 
 
@@ -42,7 +42,9 @@ def degrade_mask(mask: sitk.Image, name: str) -> sitk.Image:
     along the spine); what leaves the image is lost, nothing wraps around;
     mixed_N: each label on its own is eroded or dilated by 0..N voxels and moved by -1..1 voxel along each axis,
     drawn at random with a seed taken from the mask itself (the same mask always gets the same errors), as a
-    segmentation model errs differently on each vertebra. A label never overwrites another.
+    segmentation model errs differently on each vertebra. A label never overwrites another;
+    coarse_N: the mask as a segmentation made on N mm voxels gives it (TotalSegmentator's --fast: 3 mm): resampled
+    onto an N mm grid (same origin and direction) and back onto its own with nearest neighbour.
     Errors joined by "+" are made one after the other ("dilated_1+shifted_2": generous and moved).
     """
     if "+" in name:
@@ -51,6 +53,8 @@ def degrade_mask(mask: sitk.Image, name: str) -> sitk.Image:
         return mask
     kind, radius = parse_mask_error(name)
     mask = sitk.Cast(mask, sitk.sitkUInt16)
+    if kind == "coarse":
+        return _made_on_grid(mask, float(radius))
     labels = sitk.GetArrayFromImage(mask)
     if kind == "eroded":
         # Per label (a ball the size of the radius must lie inside it): one erosion per label keeps two labels
@@ -71,6 +75,14 @@ def degrade_mask(mask: sitk.Image, name: str) -> sitk.Image:
     image = sitk.GetImageFromArray(result)
     image.CopyInformation(mask)
     return image
+
+
+def _made_on_grid(mask: sitk.Image, millimetres: float) -> sitk.Image:
+    """The mask resampled onto `millimetres` voxels and back onto its own grid, both with nearest neighbour."""
+    size = [max(1, int(np.ceil(n * s / millimetres))) for n, s in zip(mask.GetSize(), mask.GetSpacing())]
+    coarse = sitk.Resample(mask, size, sitk.Transform(), sitk.sitkNearestNeighbor, mask.GetOrigin(),
+                           [millimetres] * 3, mask.GetDirection(), 0, mask.GetPixelID())
+    return sitk.Resample(coarse, mask, sitk.Transform(), sitk.sitkNearestNeighbor, 0, mask.GetPixelID())
 
 
 def _mixed(mask: sitk.Image, labels: np.ndarray, radius: int) -> np.ndarray:
