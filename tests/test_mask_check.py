@@ -8,6 +8,7 @@ from scipy import ndimage
 
 from test_inference_phantom import PHANTOM_LABELS, phantom
 from test_inference_predict import _settings, model_folder  # noqa: F401  (pytest fixture)
+from vfnet.dataset.format import RawCase
 from vfnet.dataset.image_io import write_image
 from vfnet.inference.predictor import run_prediction
 from vfnet.preprocessing import mask_check
@@ -15,6 +16,8 @@ from vfnet.preprocessing.centroid_masks import BONE_HU, OFF_LINE_MM, _on_the_spi
 from vfnet.preprocessing.mask_check import (HIGH_RATIO, LOW_RATIO, MAX_SHIFT_VOXELS, MAX_SPREAD, MIN_SHIFT_GAIN,
                                             best_shift, check_masks, ratio_spread, snap_to_bone)
 from vfnet.preprocessing.mask_errors import degrade_mask
+from vfnet.preprocessing.runner import preprocess_raw_case
+from vfnet.preprocessing.samples import load_arrays, read_properties, sample_id
 
 
 def _boxes():
@@ -303,11 +306,16 @@ def test_the_step_of_a_mask_s_outlines_tells_the_grid_it_was_made_on():
     _, mask = _rounded_spine()
     assert np.all(_steps(mask) < 1.3)   # 1.0, a little more along the spine: the flat top of a body
     for millimetres in (2, 3):
-        steps = _steps(degrade_mask(mask, f"coarse_{millimetres}"))
-        assert np.all((0.8 * millimetres <= steps) & (steps <= 1.4 * millimetres)), (millimetres, steps)
-    # Flat faces change label across a few planes only: too few to tell, so the grid's own spacing.
+        steps = _steps(degrade_mask(mask, f"coarse_{millimetres}"))[1:]   # (y, x): along z the empty discs make
+        assert np.all((0.8 * millimetres <= steps) & (steps <= 1.4 * millimetres)), (millimetres, steps)  # gaps
+    # Flat faces change label across a few planes only, boxes stacked with discs at irregular intervals: the grid's
+    # own spacing.
     _, boxes = _boxes()
     np.testing.assert_array_equal(_steps(boxes), 2.0)
+    stacked = np.zeros((60, 30, 30), np.uint16)
+    for index in range(6):   # bodies of 7 planes, discs of 2: changes every 2 or 7 planes
+        stacked[2 + 9 * index:9 + 9 * index, 5:25, 5:25] = 17 + index
+    np.testing.assert_array_equal(mask_check.mask_step_mm(stacked[1:], np.full(3, 2.0)), 2.0)
 
 
 def test_masks_made_on_a_coarser_grid_are_snapped_to_the_bone_with_the_ct():
@@ -318,7 +326,7 @@ def test_masks_made_on_a_coarser_grid_are_snapped_to_the_bone_with_the_ct():
     blocky = degrade_mask(mask, "coarse_3")
     check = check_masks(blocky, ct, range(17, 22))
     assert check.coarse and check.snapped and not check.far_from_bone and not check.uneven
-    assert all(abs(step - 3.0) < 0.6 for step in check.mask_step_mm)
+    assert all(abs(step - 3.0) < 0.6 for step in check.mask_step_mm[:2])   # (x, y)
     assert check.how == "snapped to the bone the CT shows (they were made on a coarser grid)"
     assert "made on a coarser grid than the CT's" in check.note() and "snapped" in check.note()
     assert "were made on a coarser grid" in check.vertebra_note()
@@ -326,3 +334,26 @@ def test_masks_made_on_a_coarser_grid_are_snapped_to_the_bone_with_the_ct():
     blocky_wrong = np.count_nonzero(sitk.GetArrayFromImage(blocky) != exact)
     snapped_wrong = np.count_nonzero(sitk.GetArrayFromImage(check.corrected) != exact)
     assert snapped_wrong < 0.1 * blocky_wrong
+
+
+def test_training_masks_made_on_a_coarser_grid_are_snapped_before_cropping(tmp_path):
+    ct, mask = _rounded_spine()
+    plan = {"target_spacing": [1.0, 1.0, 1.0], "crop_size": [32, 48, 56], "background_hu": -1024,
+            "ct_interpolation": "linear", "morphometry": True,
+            "ct_channels": [{"name": "bone", "clip": [-200, 1200], "center": 300.0, "scale": 500.0}]}
+    crops = {}
+    for name, given in (("exact", mask), ("blocky", degrade_mask(mask, "coarse_3"))):
+        case_folder = tmp_path / name
+        case_folder.mkdir()
+        write_image(ct, case_folder / "case_0000.nii.gz")
+        write_image(given, case_folder / "case.nii.gz")
+        case = RawCase(name, name, case_folder / "case_0000.nii.gz", case_folder / "case.nii.gz", None, {19: 0})
+        preprocess_raw_case(case, plan, tmp_path / f"out_{name}")
+        crops[name] = (load_arrays(tmp_path / f"out_{name}", [sample_id(name, 19)], [2, *plan["crop_size"]])[0],
+                       read_properties(tmp_path / f"out_{name}", sample_id(name, 19)))
+    (exact, exact_properties), (blocky, blocky_properties) = crops["exact"], crops["blocky"]
+    assert "mask_snapped_to_bone" not in exact_properties and "coarser grid" in blocky_properties["mask_snapped_to_bone"]
+    # The mask channel is the exact outline again, and so are the heights.
+    assert np.count_nonzero((exact[-1] > 0.5) != (blocky[-1] > 0.5)) < 0.02 * np.count_nonzero(exact[-1] > 0.5)
+    for position in ("anterior_mm", "middle_mm", "posterior_mm"):
+        assert abs(blocky_properties["morphometry"][position] - exact_properties["morphometry"][position]) < 1.0

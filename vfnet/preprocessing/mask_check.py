@@ -173,16 +173,13 @@ def check_masks(mask: sitk.Image, ct: sitk.Image, labels: Iterable[int]) -> Mask
         mask.CopyInformation(estimate)
         estimate = estimate_around_mask_centres(mask, ct)   # the estimate follows the centres it grew from
     given, estimated = mask_statistics(mask), mask_statistics(estimate)
-    spacing = np.asarray(mask.GetSpacing())[::-1]
-    steps = mask_step_mm(sitk.GetArrayViewFromImage(mask)[_labelled_box(given)], spacing)
-    coarse = bool(np.any((steps >= COARSE_FACTOR * spacing) & (steps >= MIN_COARSE_MM)))
     ratios = {label: given.GetNumberOfPixels(label) / estimated.GetNumberOfPixels(label)
               for label in map(int, labels) if given.HasLabel(label) and estimated.HasLabel(label)}
     if not ratios:
         return MaskCheck(None)
     judged = MaskCheck(float(np.median(list(ratios.values()))), ratio_spread=ratio_spread(
         [ratio for label, ratio in ratios.items() if not touches_border(given.GetBoundingBox(label), mask.GetSize())]),
-        mask_step_mm=tuple(float(step) for step in steps[::-1]) if coarse else None)
+        mask_step_mm=coarse_steps(mask, given))
     if not moves and not judged.snapped:
         return judged
     # The estimate's split of the bone it filled in is trusted only where labels err each their own way or follow
@@ -203,6 +200,25 @@ def ratio_spread(ratios: list[float]) -> float | None:
     return float(np.median(np.abs(logs - np.median(logs))))
 
 
+def coarse_steps(mask: sitk.Image, statistics: sitk.LabelShapeStatisticsImageFilter | None = None
+                 ) -> tuple[float, float, float] | None:
+    """(x, y, z) mm between the integer mask's label boundaries where they are coarser than its grid (at least
+    COARSE_FACTOR of its voxels and MIN_COARSE_MM along some axis), else None."""
+    statistics = statistics or mask_statistics(mask)
+    spacing = np.asarray(mask.GetSpacing())[::-1]
+    steps = mask_step_mm(sitk.GetArrayViewFromImage(mask)[_labelled_box(statistics)], spacing)
+    coarse = np.any((steps >= COARSE_FACTOR * spacing) & (steps >= MIN_COARSE_MM))
+    return tuple(float(step) for step in steps[::-1]) if coarse else None
+
+
+def snapped_if_coarse(mask: sitk.Image, ct: sitk.Image) -> sitk.Image | None:
+    """A training mask made on a coarser grid than its CT's, snapped to the CT's bone as vfnet_predict snaps such
+    masks (check_masks), so that training crops and measures what prediction will; None for any other mask."""
+    if coarse_steps(mask) is None:
+        return None
+    return snap_to_bone(mask, estimate_around_mask_centres(mask, ct), ct)
+
+
 def _labelled_box(statistics: sitk.LabelShapeStatisticsImageFilter) -> tuple[slice, ...]:
     """Array slices (z, y, x) of the box holding every label of `statistics`."""
     boxes = np.array([statistics.GetBoundingBox(label) for label in statistics.GetLabels()]).reshape(-1, 6)
@@ -216,8 +232,9 @@ def mask_step_mm(labels: np.ndarray, spacing: np.ndarray) -> np.ndarray:
     """How far apart (mm, per array axis; `spacing` in array order) the label boundaries of the integer array
     `labels` (cropped to its labels) lie: the spacing divided by the fraction of its planes across which some
     label changes. A mask segmented on this grid changes across nearly every plane; one made at 3 mm and resampled
-    onto a 1 mm grid with nearest neighbour only across every third. An axis along which labels change across
-    fewer than MIN_STEP_PLANES planes (flat faces, as of boxes) gets its own spacing: too few to tell."""
+    onto a 1 mm grid with nearest neighbour only across every third, at regular intervals. An axis along which
+    labels change across fewer than MIN_STEP_PLANES planes, or at irregular intervals (the flat faces of a stack
+    of boxes: body, disc, body), gets its own spacing."""
     steps = []
     for axis, size in enumerate(spacing):
         # Every second line across the other axes: a curved outline still crosses each plane (4 times faster).
@@ -225,7 +242,11 @@ def mask_step_mm(labels: np.ndarray, spacing: np.ndarray) -> np.ndarray:
         before[axis], after[axis] = slice(None, -1), slice(1, None)
         others = tuple(other for other in range(3) if other != axis)
         changing = (labels[tuple(before)] != labels[tuple(after)]).any(axis=others)
-        steps.append(size / changing.mean() if changing.sum() >= MIN_STEP_PLANES else size)
+        intervals = np.diff(np.flatnonzero(changing))
+        regular = (len(intervals) >= MIN_STEP_PLANES - 1 and
+                   np.median(intervals) - 1 <= np.percentile(intervals, 10) <= np.percentile(intervals, 90)
+                   <= np.median(intervals) + 1)
+        steps.append(size / changing.mean() if regular else size)
     return np.asarray(steps, float)
 
 

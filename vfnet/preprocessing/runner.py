@@ -4,6 +4,8 @@ The sample files are written and read by `samples.py`. A case is redone when any
 made from other inputs: another plan's preprocessing section, another grade, or another dataset.json entry
 (patient, mask or centroid file). Crops of vertebrae that are no longer graded are removed, so training never
 sees a stale label. A failing case is reported with its problem; the other cases are still preprocessed.
+A training mask made on a coarser grid than its CT's is snapped to the CT's bone first (mask_check.py), as
+vfnet_predict snaps such masks; its crops say so (`mask_snapped_to_bone`).
 """
 import shutil
 from dataclasses import dataclass, field
@@ -16,6 +18,7 @@ from vfnet.dataset.image_io import check_finite, read_centroids, read_image
 from vfnet.dataset.integrity import geometry_mismatches
 from vfnet.errors import DatasetError, VfnetError
 from vfnet.fileio import remove_stale_temporaries
+from vfnet.preprocessing.mask_check import snapped_if_coarse
 from vfnet.preprocessing.parallel import map_cases
 from vfnet.preprocessing.measurement import mask_error_morphometry
 from vfnet.preprocessing.preprocessor import integer_mask, preprocess_case
@@ -61,6 +64,8 @@ def preprocess_raw_case(case: RawCase, preprocessing_plan: dict[str, Any], outpu
     if differences:   # the mask may have been replaced after the fingerprint checked it
         raise DatasetError(f"mask {case.mask} is not on the grid of its image {case.image}: {'; '.join(differences)}.")
     centroids = read_centroids(case.centroids, image) if case.centroids is not None else None
+    snapped = snapped_if_coarse(integer_mask(mask), image) if mask is not None else None
+    mask = snapped if snapped is not None else mask   # blocky outlines: trained on what prediction grades
     crops = preprocess_case(image, mask, centroids, sorted(case.grades), preprocessing_plan)
     # Training only: the ratios the same vertebrae would give with a mask a voxel or two off (mask_errors.py).
     error_names = preprocessing_plan.get("morphometry_mask_errors", []) if preprocessing_plan.get("morphometry") else []
@@ -72,6 +77,8 @@ def preprocess_raw_case(case: RawCase, preprocessing_plan: dict[str, Any], outpu
         name = sample_id(case.case_id, label)
         if label in variants:
             properties["morphometry_mask_errors"] = variants[label]
+        if snapped is not None:
+            properties["mask_snapped_to_bone"] = "the mask was made on a coarser grid than the CT's"
         write_sample(output_folder, array, {"sample": name, **properties, "source_file": str(case.image),
                                             **crop_identity(case, label, signature)})
         written.append(name)
