@@ -357,3 +357,19 @@ def test_training_masks_made_on_a_coarser_grid_are_snapped_before_cropping(tmp_p
     assert np.count_nonzero((exact[-1] > 0.5) != (blocky[-1] > 0.5)) < 0.02 * np.count_nonzero(exact[-1] > 0.5)
     for position in ("anterior_mm", "middle_mm", "posterior_mm"):
         assert abs(blocky_properties["morphometry"][position] - exact_properties["morphometry"][position]) < 1.0
+
+
+def test_a_label_the_snap_carries_to_the_scan_s_border_keeps_its_given_voxels():
+    given = np.zeros((20, 20, 20), np.uint16)
+    given[4:9, 6:14, 6:14], given[11:16, 6:14, 6:14] = 18, 19     # neither touches the border
+    snapped = given.copy()
+    snapped[3:10, 5:15, 5:15] = 18                                 # grown on the bone, still inside
+    snapped[11:16, 6:14, 0:14] = 19                                # grown onto bone at the border: a tight crop
+    images = [sitk.GetImageFromArray(array) for array in (given, snapped)]
+    kept = sitk.GetArrayFromImage(mask_check.kept_off_the_border(*images))
+    np.testing.assert_array_equal(kept == 18, snapped == 18)      # the snap stays where it keeps off the border
+    np.testing.assert_array_equal(kept == 19, given == 19)        # given voxels where it would touch it
+    cut = given.copy()
+    cut[11:16, 6:14, 0:14] = 19                                    # already cut by the border: the snap stays
+    images = [sitk.GetImageFromArray(array) for array in (cut, snapped)]
+    np.testing.assert_array_equal(sitk.GetArrayFromImage(mask_check.kept_off_the_border(*images)), snapped)
