@@ -306,8 +306,9 @@ def test_the_step_of_a_mask_s_outlines_tells_the_grid_it_was_made_on():
     _, mask = _rounded_spine()
     assert np.all(_steps(mask) < 1.3)   # 1.0, a little more along the spine: the flat top of a body
     for millimetres in (2, 3):
-        steps = _steps(degrade_mask(mask, f"coarse_{millimetres}"))[1:]   # (y, x): along z the empty discs make
-        assert np.all((0.8 * millimetres <= steps) & (steps <= 1.4 * millimetres)), (millimetres, steps)  # gaps
+        # (y, x) only: along z the empty discs between these bodies make irregular gaps.
+        steps = _steps(degrade_mask(mask, f"coarse_{millimetres}"))[1:]
+        assert np.all((0.8 * millimetres <= steps) & (steps <= 1.4 * millimetres)), (millimetres, steps)
     # Flat faces change label across a few planes only, boxes stacked with discs at irregular intervals: the grid's
     # own spacing.
     _, boxes = _boxes()
