@@ -374,3 +374,16 @@ def test_a_label_the_snap_carries_to_the_scan_s_border_keeps_its_given_voxels():
     cut[11:16, 6:14, 0:14] = 19                                    # already cut by the border: the snap stays
     images = [sitk.GetImageFromArray(array) for array in (cut, snapped)]
     np.testing.assert_array_equal(sitk.GetArrayFromImage(mask_check.kept_off_the_border(*images)), snapped)
+
+
+def test_prediction_snaps_masks_made_on_a_coarser_grid_and_says_so(tmp_path, model_folder):  # noqa: F811
+    ct, mask = _rounded_spine()
+    (tmp_path / "in").mkdir()
+    write_image(ct, tmp_path / "in" / "case_0000.nii.gz")
+    write_image(degrade_mask(mask, "coarse_3"), tmp_path / "in" / "case.nii.gz")
+    run = run_prediction(tmp_path / "in", tmp_path / "out", _settings(model_folder, pictures=False))
+    source = json.loads((tmp_path / "out" / "case.json").read_text())["source"]
+    assert "snapped to the bone the CT shows (they were made on a coarser grid)" in source["vertebrae_from"]
+    assert any("made on a coarser grid than the CT's" in note and "(1.0, 1.0, 1.0) mm" in note
+               for note in source["notes"])
+    assert all("coarser grid" in row["note"] for row in run.records[0]["vertebrae"])
