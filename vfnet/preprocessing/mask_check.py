@@ -109,6 +109,11 @@ class MaskCheck:
         return self.mask_step_mm is not None
 
     @property
+    def only_coarse(self) -> bool:
+        """Made on a coarser grid, but of about the bone's size everywhere: only a coarse voxel off."""
+        return self.coarse and not (self.far_from_bone or self.uneven)
+
+    @property
     def snapped(self) -> bool:
         """The (moved) masks were snapped to the bone."""
         return self.far_from_bone or self.uneven or self.coarse
@@ -121,7 +126,7 @@ class MaskCheck:
     def how(self) -> str:
         """How the masks were corrected, in the words of the case's `vertebrae_from`."""
         parts = ["moved onto the bone the CT shows (they sat off it)"] if self.shift_voxels is not None else []
-        reason = "they were far from it" if self.far_from_bone or self.uneven else "they were made on a coarser grid"
+        reason = "they were made on a coarser grid" if self.only_coarse else "they were far from it"
         parts += [f"snapped to the bone the CT shows ({reason})"] if self.snapped else []
         return " and ".join(parts)
 
@@ -146,9 +151,8 @@ class MaskCheck:
         if self.coarse:
             steps = ", ".join(f"{step:.1f}" for step in self.mask_step_mm)
             voxels = ", ".join(f"{size:.1f}" for size in spacing)
-            snapped_here = "" if self.far_from_bone or self.uneven else \
-                (", so each given label was snapped to the bone the CT shows (but for any the snap would have "
-                 "carried to the scan's border)")
+            snapped_here = (", so each given label was snapped to the bone the CT shows (but for any the snap would "
+                            "have carried to the scan's border)") if self.only_coarse else ""
             sentences.append(f"the given masks were made on a coarser grid than the CT's (their outlines step every "
                              f"({steps}) mm along the image's (x, y, z) axes, the CT's voxels are ({voxels}) mm): "
                              f"blocky outlines put walls and endplates up to a coarse voxel off{snapped_here}")
@@ -186,12 +190,7 @@ def check_masks(mask: sitk.Image, ct: sitk.Image, labels: Iterable[int]) -> Mask
         mask_step_mm=coarse_steps(mask, given))
     if not moves and not judged.snapped:
         return judged
-    # The estimate's split of the bone it filled in is trusted only where labels err each their own way or follow
-    # a coarser grid (snap_to_bone says why and what it measured).
-    with_ct = (judged.uneven or judged.coarse) and not judged.far_from_bone
-    corrected = snap_to_bone(mask, estimate, ct if with_ct else None) if judged.snapped else mask
-    if judged.coarse and not (judged.far_from_bone or judged.uneven):
-        corrected = kept_off_the_border(mask, corrected)
+    corrected = _snapped(mask, estimate, ct, judged) if judged.snapped else mask
     return replace(judged, corrected=corrected, shift_voxels=shift if moves else None,
                    bone_gain=gain if moves else 0.0)
 
@@ -204,6 +203,15 @@ def ratio_spread(ratios: list[float]) -> float | None:
         return None
     logs = np.log(ratios)
     return float(np.median(np.abs(logs - np.median(logs))))
+
+
+def _snapped(mask: sitk.Image, estimate: sitk.Image, ct: sitk.Image, judged: MaskCheck) -> sitk.Image:
+    """The given labels snapped to the estimate's bone, the way `judged` calls for. The estimate's split of the bone
+    it filled in is trusted only where labels err each their own way or follow a coarser grid (snap_to_bone says
+    why and what it measured); labels only a coarse voxel off keep off the scan's border (kept_off_the_border)."""
+    with_ct = (judged.uneven or judged.coarse) and not judged.far_from_bone
+    snapped = snap_to_bone(mask, estimate, ct if with_ct else None)
+    return kept_off_the_border(mask, snapped) if judged.only_coarse else snapped
 
 
 def coarse_steps(mask: sitk.Image, statistics: sitk.LabelShapeStatisticsImageFilter | None = None
@@ -220,9 +228,10 @@ def coarse_steps(mask: sitk.Image, statistics: sitk.LabelShapeStatisticsImageFil
 def snapped_if_coarse(mask: sitk.Image, ct: sitk.Image) -> sitk.Image | None:
     """A training mask made on a coarser grid than its CT's, snapped to the CT's bone as vfnet_predict snaps such
     masks (check_masks), so that training crops and measures what prediction will; None for any other mask."""
-    if coarse_steps(mask) is None:
+    steps = coarse_steps(mask)
+    if steps is None:
         return None
-    return kept_off_the_border(mask, snap_to_bone(mask, estimate_around_mask_centres(mask, ct), ct))
+    return _snapped(mask, estimate_around_mask_centres(mask, ct), ct, MaskCheck(None, mask_step_mm=steps))
 
 
 def kept_off_the_border(given: sitk.Image, snapped: sitk.Image) -> sitk.Image:

@@ -59,17 +59,17 @@ def preprocess_raw_case(case: RawCase, preprocessing_plan: dict[str, Any], outpu
     """Read one raw case, crop all its graded vertebrae, and write them; returns the sample ids written."""
     image = read_image(case.image, "image")
     check_finite(image, case.image, "image")
-    mask = read_image(case.mask, "mask") if case.mask is not None else None
+    mask = integer_mask(read_image(case.mask, "mask")) if case.mask is not None else None
     differences = geometry_mismatches(image, mask) if mask is not None else []
     if differences:   # the mask may have been replaced after the fingerprint checked it
         raise DatasetError(f"mask {case.mask} is not on the grid of its image {case.image}: {'; '.join(differences)}.")
     centroids = read_centroids(case.centroids, image) if case.centroids is not None else None
-    snapped = snapped_if_coarse(integer_mask(mask), image) if mask is not None else None
+    snapped = snapped_if_coarse(mask, image) if mask is not None else None
     mask = snapped if snapped is not None else mask   # blocky outlines: trained on what prediction grades
     crops = preprocess_case(image, mask, centroids, sorted(case.grades), preprocessing_plan)
     # Training only: the ratios the same vertebrae would give with a mask a voxel or two off (mask_errors.py).
     error_names = preprocessing_plan.get("morphometry_mask_errors", []) if preprocessing_plan.get("morphometry") else []
-    variants = (mask_error_morphometry(integer_mask(mask), image, sorted(case.grades), error_names)
+    variants = (mask_error_morphometry(mask, image, sorted(case.grades), error_names)
                 if error_names and mask is not None else {})
     signature = preprocessing_signature(preprocessing_plan)
     written = []
