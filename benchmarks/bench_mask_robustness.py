@@ -36,6 +36,7 @@ CONDITIONS = ("perfect", "eroded", "dilated", "shifted", "centroids", "eroded_2"
               "shifted_2", "shifted_3", "eroded_1+shifted_2", "dilated_1+shifted_2", "mixed_1", "mixed_2",
               "coarse_2", "coarse_3", "coarse_4", "coarse_6")
 DEFAULT_CONDITIONS = CONDITIONS[:5]
+NOT_PREDICTED = [1.0, 0.0, 0.0, 0.0]
 
 
 def prepare_inputs(raw: Path, phantom: Path, cases: list[str], folder: Path, condition: str) -> tuple[Path, list]:
@@ -92,12 +93,18 @@ def main() -> None:
                     key = (row["case"], int(row["vertebra"]))
                     if key in grades:
                         rows.append((key, [float(row[f"p{g}"]) for g in range(4)]))
+            predicted = {key for key, _ in rows}
+            # A graded vertebra the prediction left out (its mask vanished) gets no grade: it counts as normal.
+            rows += [((case, label), NOT_PREDICTED) for case in split["val"] for (graded_case, label) in grades
+                     if graded_case == case and (case, label) not in predicted]
         reference = np.array([grades[key] for key, _ in rows])
         probabilities = np.array([p for _, p in rows])
         metrics = metrics_with_intervals(reference, probabilities, [patients[k[0]] for k, _ in rows], args.bootstrap)
-        metrics["graded_vertebrae_predicted"] = len(rows)
+        missing = sum(p is NOT_PREDICTED for _, p in rows)
+        metrics["graded_vertebrae_predicted"] = len(rows) - missing
         result["conditions"][condition] = metrics
-        print(f"{summary_line(condition, metrics)} ({len(rows)} of {len(grades)} graded vertebrae)", flush=True)
+        print(f"{summary_line(condition, metrics)} ({len(rows) - missing} of {len(rows)} graded vertebrae predicted, "
+              f"the rest counted as grade 0)", flush=True)
         write_result(args.results, "mask_robustness", result)
 
 

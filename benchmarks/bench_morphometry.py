@@ -28,6 +28,7 @@ from vfnet.dataset.format import load_raw_dataset
 from vfnet.preprocessing import centroid_masks
 from vfnet.preprocessing.mask_check import check_masks
 from vfnet.preprocessing.mask_errors import degrade_mask
+from vfnet.preprocessing.missing_vertebrae import add_missing_vertebrae
 from vfnet.preprocessing.measurement import measure_vertebrae
 
 DATASET_ID = 505
@@ -58,7 +59,9 @@ def main() -> None:
             if condition == "centroids":
                 mask = centroid_masks.estimate_around_mask_centres(mask, ct, bone_hu)
             elif args.mask_check:
-                check = check_masks(mask, ct, sorted(case.grades))
+                missing = add_missing_vertebrae(mask, ct)
+                mask = missing.mask
+                check = check_masks(mask, ct, sorted(set(case.grades) - set(missing.labels)))
                 corrected_cases += check.masks_are_off
                 mask = check.corrected if check.masks_are_off else mask
             report = measure_vertebrae(mask, ct, sorted(case.grades))

@@ -5,8 +5,9 @@ overwrites them on the next run; copy that folder aside before changing the code
 
     python benchmarks/paired_predictions.py --workdir W NEW_FOLDER OLD_FOLDER
 
-Every predictions.csv below each folder is read; vertebrae are paired by (case, vertebra) and only the graded
-ones that both folders predicted count. Differences (NEW - OLD) come with patient-level paired bootstrap 95 %
+Every predictions.csv below each folder is read; vertebrae are paired by (case, vertebra): every graded vertebra
+of a case either folder predicted counts, and one that a folder left out (its mask vanished) counts as grade 0
+there, as in bench_mask_robustness.py. Differences (NEW - OLD) come with patient-level paired bootstrap 95 %
 intervals, as in paired_comparison.py.
 """
 import sys
@@ -15,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_mask_robustness import NOT_PREDICTED  # noqa: E402
 from common import base_parser, machine, write_result  # noqa: E402
 
 from vfnet.dataset.format import load_raw_dataset  # noqa: E402
@@ -56,9 +58,13 @@ def main() -> None:
     args = parser.parse_args()
     grades, patients = graded_vertebrae(args.workdir, args.dataset)
     new, old = (read_probabilities(folder, set(grades)) for folder in (args.new, args.old))
-    keys = sorted(set(new) & set(old))
-    if not keys:
+    cases = {case for case, _ in set(new) | set(old)}
+    keys = sorted(key for key in grades if key[0] in cases)
+    if not set(new) & set(old):
         sys.exit(f"no graded vertebra is predicted in both {args.new} and {args.old}")
+    # A graded vertebra of a predicted case that one side left out (its mask vanished) counts as normal there.
+    for side in (new, old):
+        side.update({key: NOT_PREDICTED for key in keys if key not in side})
     differences = paired_difference_intervals(np.array([grades[key] for key in keys]),
                                               np.array([new[key] for key in keys]),
                                               np.array([old[key] for key in keys]),

@@ -31,6 +31,7 @@ from vfnet.morphometry.genant import json_ready, morphometry_inputs
 from vfnet.planning.plans import load_plans, morphometric_features
 from vfnet.preprocessing.centroid_masks import estimate_vertebra_mask
 from vfnet.preprocessing.mask_check import check_masks
+from vfnet.preprocessing.missing_vertebrae import add_missing_vertebrae
 from vfnet.preprocessing.measurement import measure_vertebrae
 from vfnet.preprocessing.preprocessor import integer_mask, preprocess_case
 
@@ -157,7 +158,7 @@ def predict_case(case: InputCase, ensemble: FoldEnsemble, plans: dict[str, Any],
     min_fraction = float(plans["training"].get("min_fraction_in_view", MIN_FRACTION_IN_VIEW))
     calibrated = settings.decisions.calibrate(ensemble_output.probabilities)
     rows = [_vertebra_row(case.case_id, label, crops[label], probabilities, spread, label in source.cut_labels,
-                          min_fraction, source.vertebra_note)
+                          min_fraction, source.vertebra_note_for(label))
             for label, probabilities, spread in zip(labels, calibrated, ensemble_output.fold_spread)]
     settings.decisions.annotate(rows)
     source_info = {"image": str(case.image), "orientation": orientation_code(image),
@@ -184,8 +185,15 @@ def vertebra_source(case: InputCase, image: sitk.Image, settings: PredictSetting
         source.description += "; masks estimated from the CT around them (bone threshold)"
         source.notes.append("vertebra masks estimated from the CT around the centroids: check the picture")
     elif source.mask_image is not None and source.centroids is None and not settings.keep_masks:
-        check = check_masks(integer_mask(source.mask_image), image, source.labels)
+        missing = add_missing_vertebrae(integer_mask(source.mask_image), image)
+        check = check_masks(missing.mask, image, source.labels)   # judged on the given labels only
         source.mask_volume_ratio = check.volume_ratio
+        if missing.labels:
+            source.mask_image = missing.mask
+            source.labels = sorted(source.labels + missing.labels)
+            source.description += "; vertebrae missing from it estimated from the CT"
+            source.notes.append(missing.note())
+            source.label_notes.update({label: missing.vertebra_note(label) for label in missing.labels})
         if check.masks_are_off:
             source.mask_image = check.corrected
             source.description += f"; {check.how}"

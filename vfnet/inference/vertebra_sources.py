@@ -40,6 +40,11 @@ class VertebraSource:
     mask_resampled: bool = False
     mask_volume_ratio: float | None = None   # given / CT-estimated mask voxels (preprocessing/mask_check.py)
     vertebra_note: str = ""                  # said in every vertebra's note (e.g. its mask was snapped to the bone)
+    label_notes: dict[int, str] = field(default_factory=dict)   # said of one vertebra (e.g. not in the given mask)
+
+    def vertebra_note_for(self, label: int) -> str:
+        """What the vertebra's note says about where it came from."""
+        return "; ".join(note for note in (self.label_notes.get(label, ""), self.vertebra_note) if note)
 
 
 def find_mask(case_id: str, masks: Path, exclude: Path | None = None) -> Path | None:
