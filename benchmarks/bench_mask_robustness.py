@@ -11,6 +11,8 @@ fold's validation CTs with that fold's model only, so every number is out-of-fol
   own way, eroded or dilated by 0-1 / 0-2 voxels and moved by -1..1 voxel per axis (a model errs differently on
   each vertebra); coarse_2 / 3 / 4 / 6: made on a grid of 2-6 mm voxels and resampled back with nearest
   neighbour (a segmentation model run at 3 mm, as TotalSegmentator's --fast, gives blocky outlines);
+  missing_1 / missing_2: one / two vertebrae other than the first and last left out of each scan's mask (a
+  segmentation model that misses a vertebra; a graded vertebra left unpredicted counts as grade 0);
 - centroids: the phantom's VerSe centroid files, no mask (in this phantom family they sit at the mask's centre of
   mass, as training crops are centred).
 
@@ -34,7 +36,7 @@ from vfnet.preprocessing.mask_errors import degrade_mask
 
 CONDITIONS = ("perfect", "eroded", "dilated", "shifted", "centroids", "eroded_2", "dilated_2", "eroded_3", "dilated_3",
               "shifted_2", "shifted_3", "eroded_1+shifted_2", "dilated_1+shifted_2", "mixed_1", "mixed_2",
-              "coarse_2", "coarse_3", "coarse_4", "coarse_6")
+              "coarse_2", "coarse_3", "coarse_4", "coarse_6", "missing_1", "missing_2")
 DEFAULT_CONDITIONS = CONDITIONS[:5]
 NOT_PREDICTED = [1.0, 0.0, 0.0, 0.0]
 

@@ -72,6 +72,20 @@ def test_mixed_errs_on_each_label_its_own_way_and_the_same_way_every_time():
     assert len(moves) >= 3 and len(size_changes) >= 2   # each label its own errors
 
 
+def test_missing_leaves_out_inner_vertebrae_only_and_the_same_ones_every_time():
+    labels = np.zeros((60, 10, 10), np.uint16)
+    for index, label in enumerate(range(17, 22)):     # T10 at the top ... L2
+        labels[2 + 12 * index:10 + 12 * index, 2:8, 2:8] = label
+    mask = sitk.GetImageFromArray(labels)
+    one, two = (sitk.GetArrayFromImage(degrade_mask(mask, name)) for name in ("missing_1", "missing_2"))
+    for result, count in ((one, 1), (two, 2)):
+        kept = set(np.unique(result)) - {0}
+        assert {17, 21} <= kept and len(kept) == 5 - count           # the first and last stay
+        np.testing.assert_array_equal(result[result > 0], labels[result > 0])   # the others are untouched
+    np.testing.assert_array_equal(one, sitk.GetArrayFromImage(degrade_mask(mask, "missing_1")))
+    assert set(np.unique(sitk.GetArrayFromImage(degrade_mask(mask, "missing_9")))) == {0, 17, 21}
+
+
 @pytest.mark.parametrize("name", ["eroded_0", "grown_1", "eroded_x", "perfect"])
 def test_unknown_mask_error_is_a_plan_error(name):
     with pytest.raises(PlanError, match=name):

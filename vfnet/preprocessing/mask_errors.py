@@ -1,5 +1,6 @@
 """The errors a segmentation model's masks have, made on purpose: eroded, dilated or shifted by a voxel or two,
-the whole scan alike or ("mixed") each vertebra its own way, or ("coarse") made on a coarser grid than the CT's.
+the whole scan alike or ("mixed") each vertebra its own way, or ("coarse") made on a coarser grid than the CT's, or
+("missing") with vertebrae left out.
 
 `degrade_mask` is what the robustness benchmark grades through (benchmarks/bench_mask_robustness.py) and what
 preprocessing measures the training vertebrae on a second time (measurement.mask_error_morphometry), so the network
@@ -18,9 +19,10 @@ except ImportError:
     sitk = None
 
 from vfnet.errors import PlanError
+from vfnet.labels import spine_order
 from vfnet.morphometry.genant import mask_statistics
 
-KINDS = ("eroded", "dilated", "shifted", "mixed", "coarse")
+KINDS = ("eroded", "dilated", "shifted", "mixed", "coarse", "missing")
 SHIFT_VOXELS = (0, 1, 2)   # (z, y, x) voxels of "shifted": a small move along every in-plane axis
 
 
@@ -29,7 +31,7 @@ def parse_mask_error(name: str) -> tuple[str, int]:
     kind, _, radius_text = name.partition("_")
     if kind not in KINDS or not (radius_text == "" or radius_text.isdigit()) or (radius_text and int(radius_text) < 1):
         raise PlanError(f"Unknown mask error {name!r}: expected eroded_N, dilated_N, shifted, shifted_N, "
-                        f"mixed_N (N voxels, N >= 1) or coarse_N (an N mm grid).")
+                        f"mixed_N (N voxels, N >= 1), coarse_N (an N mm grid) or missing_N (N vertebrae).")
     return kind, int(radius_text or 1)
 
 
@@ -44,7 +46,9 @@ def degrade_mask(mask: sitk.Image, name: str) -> sitk.Image:
     drawn at random with a seed taken from the mask itself (the same mask always gets the same errors), as a
     segmentation model errs differently on each vertebra. A label never overwrites another;
     coarse_N: the mask as a segmentation made on N mm voxels gives it (TotalSegmentator's --fast: 3 mm): resampled
-    onto an N mm grid (same origin and direction) and back onto its own with nearest neighbour.
+    onto an N mm grid (same origin and direction) and back onto its own with nearest neighbour;
+    missing_N: N labels other than the first and last along the spine removed, drawn at random with a seed taken
+    from the mask, as a segmentation model that leaves a vertebra out (all but those two if there are fewer).
     Errors joined by "+" are made one after the other ("dilated_1+shifted_2": generous and moved).
     """
     if "+" in name:
@@ -70,6 +74,8 @@ def degrade_mask(mask: sitk.Image, name: str) -> sitk.Image:
         result = np.where(labels > 0, labels, grown).astype(labels.dtype)
     elif kind == "mixed":
         result = _mixed(mask, labels, radius)
+    elif kind == "missing":
+        result = _without_inner_labels(labels, radius)
     else:
         result = moved(labels, SHIFT_VOXELS if name == "shifted" else (radius,) * 3)
     image = sitk.GetImageFromArray(result)
@@ -105,6 +111,15 @@ def _mixed(mask: sitk.Image, labels: np.ndarray, radius: int) -> np.ndarray:
         target = result[window]
         target[own & (target == 0)] = label
     return result
+
+
+def _without_inner_labels(labels: np.ndarray, count: int) -> np.ndarray:
+    """`count` labels that have a neighbour label above and below them removed (a seed from the mask)."""
+    present = sorted((int(label) for label in np.unique(labels) if label), key=spine_order)
+    inner = present[1:-1]
+    rng = np.random.default_rng(zlib.crc32(labels.tobytes()))
+    left_out = rng.choice(inner, size=min(count, len(inner)), replace=False) if inner else []
+    return np.where(np.isin(labels, left_out), 0, labels).astype(labels.dtype)
 
 
 def _label_region(mask: sitk.Image, statistics: sitk.LabelShapeStatisticsImageFilter, label: int,
