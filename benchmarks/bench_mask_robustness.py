@@ -14,14 +14,18 @@ fold's validation CTs with that fold's model only, so every number is out-of-fol
   missing_1 / missing_2: one / two vertebrae other than the first and last left out of each scan's mask (a
   segmentation model that misses a vertebra; a graded vertebra left unpredicted counts as grade 0);
 - centroids: the phantom's VerSe centroid files, no mask (in this phantom family they sit at the mask's centre of
-  mass, as training crops are centred).
+  mass, as training crops are centred); centroids_off_2 / centroids_off_4: every centroid of those files moved by
+  2 / 4 mm in its own random direction (a seed from the case's name), as a centroid model's are a few mm off.
 
     python benchmarks/bench_mask_robustness.py --workdir W [--plans vfnetPlans] [--phantom ...]
 """
 import csv
+import json
 import shutil
 import sys
+import zlib
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 import SimpleITK as sitk
@@ -31,12 +35,14 @@ from common import (DEFAULT_PHANTOM, base_parser, machine, metrics_with_interval
                     vfnet_env, write_result)
 
 from vfnet.dataset.format import load_raw_dataset
+from vfnet.dataset.image_io import read_centroids
 from vfnet.dataset.splits import load_splits
 from vfnet.preprocessing.mask_errors import degrade_mask
 
 CONDITIONS = ("perfect", "eroded", "dilated", "shifted", "centroids", "eroded_2", "dilated_2", "eroded_3", "dilated_3",
               "shifted_2", "shifted_3", "eroded_1+shifted_2", "dilated_1+shifted_2", "mixed_1", "mixed_2",
-              "coarse_2", "coarse_3", "coarse_4", "coarse_6", "missing_1", "missing_2")
+              "coarse_2", "coarse_3", "coarse_4", "coarse_6", "missing_1", "missing_2", "centroids_off_2",
+              "centroids_off_4")
 DEFAULT_CONDITIONS = CONDITIONS[:5]
 NOT_PREDICTED = [1.0, 0.0, 0.0, 0.0]
 
@@ -51,14 +57,48 @@ def prepare_inputs(raw: Path, phantom: Path, cases: list[str], folder: Path, con
         if not link.exists():
             link.symlink_to(raw / "imagesTr" / f"{case}_0000.nii.gz")
         if condition == "centroids":
-            source = phantom / "derivatives" / f"sub-{case}" / f"sub-{case}_seg-subreg_ctd.json"
-            shutil.copy(source, masks / f"{case}_ctd.json")
+            shutil.copy(centroid_file(phantom, case), masks / f"{case}_ctd.json")
+        elif condition.startswith("centroids_off_"):
+            ct = sitk.ReadImage(str(link))
+            points = off_by(read_centroids(centroid_file(phantom, case), ct), centroid_error_mm(condition), case)
+            write_centroids(points, ct, masks / f"{case}_ctd.json")
         else:
             mask = sitk.ReadImage(str(raw / "labelsTr" / f"{case}.nii.gz"))
             degraded = mask if condition == "perfect" else degrade_mask(mask, condition)
             sitk.WriteImage(degraded, str(masks / f"{case}.nii.gz"))
-    option = "--centroids" if condition == "centroids" else "--masks"
+    option = "--centroids" if condition.startswith("centroids") else "--masks"
     return images, [option, str(masks)]
+
+
+def centroid_file(phantom: Path, case: str) -> Path:
+    return phantom / "derivatives" / f"sub-{case}" / f"sub-{case}_seg-subreg_ctd.json"
+
+
+def centroid_error_mm(condition: str) -> float:
+    """"centroids_off_2" -> 2.0"""
+    return float(condition.rsplit("_", 1)[1])
+
+
+def off_by(points: dict[int, Sequence[float]], millimetres: float, case: str) -> dict[int, np.ndarray]:
+    """Every point moved by `millimetres` in its own random direction, the same for the same case every time."""
+    rng = np.random.default_rng(zlib.crc32(case.encode()))
+    moved = {}
+    for label in sorted(points):
+        direction = rng.normal(size=3)
+        moved[label] = np.asarray(points[label], float) + millimetres * direction / np.linalg.norm(direction)
+    return moved
+
+
+def write_centroids(points: dict[int, np.ndarray], ct: sitk.Image, path: Path) -> None:
+    """A VerSe centroid file of physical points (x, y, z mm) in `ct`'s voxel coordinates (LPS axes)."""
+    placeholder = sitk.Image(ct.GetSize(), sitk.sitkUInt8)
+    placeholder.CopyInformation(ct)
+    oriented = sitk.DICOMOrient(placeholder, "LPS")
+    entries = [{"direction": ["L", "P", "S"]}]
+    for label, point in sorted(points.items()):
+        x, y, z = oriented.TransformPhysicalPointToContinuousIndex([float(v) for v in point])
+        entries.append({"label": int(label), "X": x, "Y": y, "Z": z})
+    path.write_text(json.dumps(entries))
 
 
 def main() -> None:

@@ -21,7 +21,7 @@ import numpy as np
 import SimpleITK as sitk
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_mask_robustness import CONDITIONS   # the same degraded masks as the network's benchmark
+from bench_mask_robustness import CONDITIONS, centroid_error_mm, off_by   # the network benchmark's conditions
 from common import DEFAULT_PHANTOM, base_parser, convert_phantom, machine, metrics_with_intervals, summary_line, write_result
 
 from vfnet.dataset.format import load_raw_dataset
@@ -30,6 +30,7 @@ from vfnet.preprocessing.mask_check import check_masks
 from vfnet.preprocessing.mask_errors import degrade_mask
 from vfnet.preprocessing.missing_vertebrae import add_missing_vertebrae
 from vfnet.preprocessing.measurement import measure_vertebrae
+from vfnet.preprocessing.preprocessor import mask_centres
 
 DATASET_ID = 505
 
@@ -46,19 +47,24 @@ def main() -> None:
     args.workdir = args.workdir or Path("/tmp/vfnet_bench_morphometry")
     dataset = load_raw_dataset(convert_phantom(args.phantom, args.workdir, DATASET_ID))
     result = {"machine": machine(), "conditions": {}}
-    runs = [(condition, None) for condition in args.conditions if condition != "centroids"]
-    runs += [("centroids", bone_hu) for bone_hu in args.bone_hu] if "centroids" in args.conditions else []
+    runs = [(condition, None) for condition in args.conditions if not condition.startswith("centroids")]
+    runs += [(condition, bone_hu) for condition in args.conditions if condition.startswith("centroids")
+             for bone_hu in args.bone_hu]
     for condition, bone_hu in runs:
         started = time.perf_counter()
         reference, predicted, patients, unmeasured, corrected_cases = [], [], [], 0, 0
         for case in dataset.cases:
             ct = sitk.ReadImage(str(case.image))
             mask = sitk.Cast(sitk.ReadImage(str(case.mask)), sitk.sitkUInt16)
-            if condition not in ("perfect", "centroids"):
+            if condition.startswith("centroids_off_"):   # the mask's centres, each a few mm off
+                centres = off_by(mask_centres(mask), centroid_error_mm(condition), case.case_id)
+                mask = centroid_masks.estimate_vertebra_mask(ct, {label: tuple(point) for label, point in
+                                                                  centres.items()}, bone_hu)
+            elif condition not in ("perfect", "centroids"):
                 mask = degrade_mask(mask, condition)
             if condition == "centroids":
                 mask = centroid_masks.estimate_around_mask_centres(mask, ct, bone_hu)
-            elif args.mask_check:
+            elif args.mask_check and bone_hu is None:   # masks, not centroids
                 missing = add_missing_vertebrae(mask, ct)
                 mask = missing.mask
                 check = check_masks(mask, ct, sorted(set(case.grades) - set(missing.labels)))
@@ -75,8 +81,8 @@ def main() -> None:
         metrics = metrics_with_intervals(reference, probabilities, patients)
         metrics.update(unmeasured_counted_as_grade_0=unmeasured, cases_corrected=corrected_cases,
                        seconds_per_case=(time.perf_counter() - started) / len(dataset.cases))
-        name = condition if bone_hu is None else f"centroids, bone {bone_hu:g} HU"
-        name += ", mask check" if args.mask_check and condition != "centroids" else ""
+        name = condition if bone_hu is None else f"{condition}, bone {bone_hu:g} HU"
+        name += ", mask check" if args.mask_check and bone_hu is None else ""
         result["conditions"][name] = metrics
         print(f"{summary_line(name, metrics)}, unmeasured {unmeasured}, cases snapped or moved {corrected_cases}",
               flush=True)
