@@ -54,3 +54,21 @@ def test_an_osteoporotic_body_is_found_from_its_thin_cortex():
     estimated = sitk.GetArrayFromImage(estimate_vertebra_mask(osteoporotic, mask_centres(mask)))
     for label in PHANTOM_LABELS:
         assert _dice(estimated == label, truth == label) > 0.9, label
+
+
+def test_bodies_are_split_at_their_disc_when_a_centroid_is_off_along_the_spine(monkeypatch):
+    from test_mask_check import _five_boxes
+    from vfnet.preprocessing import centroid_masks
+    ct, mask = _five_boxes()            # 18 mm bodies and 8 mm discs on a 2 mm grid: centres 26 mm apart
+    truth = sitk.GetArrayFromImage(mask)
+    centroids = mask_centres(mask)
+    centroids[19] = tuple(np.add(centroids[19], (0.0, 0.0, 12.0)))   # T12's centroid 12 mm towards T11
+    # The bodies in front of the centres (LPS: smaller y; the boxes' centres lie at y = 19 mm, index 9.5).
+    front = (slice(None), slice(0, 8), slice(None))
+    split = sitk.GetArrayFromImage(estimate_vertebra_mask(ct, centroids))
+    np.testing.assert_array_equal(split[front], truth[front])
+    # Split half-way between the centres instead, T11 loses its lowest slice to T12, and T12's lower part lies
+    # beyond its reach (a little over half the way to its nearest neighbour) and is left out.
+    monkeypatch.setattr(centroid_masks, "_split_bodies_at_discs", lambda world, assigned, *rest: assigned)
+    half_way = sitk.GetArrayFromImage(estimate_vertebra_mask(ct, centroids))[front]
+    assert (half_way[truth[front] == 18] == 19).any() and (half_way[truth[front] == 19] == 0).any()
