@@ -20,7 +20,6 @@ fold's validation CTs with that fold's model only, so every number is out-of-fol
     python benchmarks/bench_mask_robustness.py --workdir W [--plans vfnetPlans] [--phantom ...]
 """
 import csv
-import json
 import shutil
 import sys
 import zlib
@@ -35,7 +34,7 @@ from common import (DEFAULT_PHANTOM, base_parser, machine, metrics_with_interval
                     vfnet_env, write_result)
 
 from vfnet.dataset.format import load_raw_dataset
-from vfnet.dataset.image_io import read_centroids
+from vfnet.dataset.image_io import read_centroids, write_centroids
 from vfnet.dataset.splits import load_splits
 from vfnet.preprocessing.mask_errors import degrade_mask
 
@@ -61,7 +60,7 @@ def prepare_inputs(raw: Path, phantom: Path, cases: list[str], folder: Path, con
         elif condition.startswith("centroids_off_"):
             ct = sitk.ReadImage(str(link))
             points = off_by(read_centroids(centroid_file(phantom, case), ct), centroid_error_mm(condition), case)
-            write_centroids(points, ct, masks / f"{case}_ctd.json")
+            write_centroids(masks / f"{case}_ctd.json", points, ct)
         else:
             mask = sitk.ReadImage(str(raw / "labelsTr" / f"{case}.nii.gz"))
             degraded = mask if condition == "perfect" else degrade_mask(mask, condition)
@@ -89,18 +88,6 @@ def off_by(points: dict[int, Sequence[float]], millimetres: float, case: str) ->
     return moved
 
 
-def write_centroids(points: dict[int, np.ndarray], ct: sitk.Image, path: Path) -> None:
-    """A VerSe centroid file of physical points (x, y, z mm) in `ct`'s voxel coordinates (LPS axes)."""
-    placeholder = sitk.Image(ct.GetSize(), sitk.sitkUInt8)
-    placeholder.CopyInformation(ct)
-    oriented = sitk.DICOMOrient(placeholder, "LPS")
-    entries = [{"direction": ["L", "P", "S"]}]
-    for label, point in sorted(points.items()):
-        x, y, z = oriented.TransformPhysicalPointToContinuousIndex([float(v) for v in point])
-        entries.append({"label": int(label), "X": x, "Y": y, "Z": z})
-    path.write_text(json.dumps(entries))
-
-
 def main() -> None:
     parser = base_parser(__doc__)
     parser.add_argument("--phantom", type=Path, default=DEFAULT_PHANTOM)
@@ -121,7 +108,7 @@ def main() -> None:
     result = {"machine": machine(), "workdir": str(args.workdir), "plans": args.plans, "folds": args.folds,
               "conditions": {}}
     for condition in args.conditions:
-        rows = []
+        rows, unpredicted = [], 0
         for fold, split in enumerate(splits):
             if args.folds is not None and fold not in args.folds:
                 continue
@@ -137,16 +124,16 @@ def main() -> None:
                         rows.append((key, [float(row[f"p{g}"]) for g in range(4)]))
             predicted = {key for key, _ in rows}
             # A graded vertebra the prediction left out (its mask vanished) gets no grade: it counts as normal.
-            rows += [((case, label), NOT_PREDICTED) for case in split["val"] for (graded_case, label) in grades
-                     if graded_case == case and (case, label) not in predicted]
+            left_out = [key for key in grades if key[0] in split["val"] and key not in predicted]
+            rows += [(key, NOT_PREDICTED) for key in left_out]
+            unpredicted += len(left_out)
         reference = np.array([grades[key] for key, _ in rows])
         probabilities = np.array([p for _, p in rows])
         metrics = metrics_with_intervals(reference, probabilities, [patients[k[0]] for k, _ in rows], args.bootstrap)
-        missing = sum(p is NOT_PREDICTED for _, p in rows)
-        metrics["graded_vertebrae_predicted"] = len(rows) - missing
+        metrics["graded_vertebrae_predicted"] = len(rows) - unpredicted
         result["conditions"][condition] = metrics
-        print(f"{summary_line(condition, metrics)} ({len(rows) - missing} of {len(rows)} graded vertebrae predicted, "
-              f"the rest counted as grade 0)", flush=True)
+        print(f"{summary_line(condition, metrics)} ({len(rows) - unpredicted} of {len(rows)} graded vertebrae "
+              f"predicted, the rest counted as grade 0)", flush=True)
         write_result(args.results, "mask_robustness", result)
 
 

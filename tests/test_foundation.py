@@ -8,7 +8,7 @@ import SimpleITK as sitk
 
 from vfnet import paths
 from vfnet.cli.common import run_cli
-from vfnet.dataset.image_io import read_centroids, read_image
+from vfnet.dataset.image_io import read_centroids, read_image, write_centroids
 from vfnet.errors import DatasetError, VfnetError
 from vfnet.fileio import atomic_path, read_json, save_npy, write_json
 from vfnet.labels import TOTALSEGMENTATOR_TO_VERSE, VERSE_LEVELS, nnunet_label_names
@@ -95,6 +95,16 @@ def test_centroids_land_on_the_same_physical_point(tmp_path, codes):
     path.write_text(json.dumps([{"direction": list(codes)}, {"label": 20, "X": index[0], "Y": index[1],
                                                               "Z": index[2]}]))
     assert np.allclose(read_centroids(path, stored)[20], point)
+
+
+@pytest.mark.parametrize("codes", ["LPS", "PIR"])
+def test_written_centroids_read_back_at_the_same_points(tmp_path, codes):
+    reference, image = _image("LPS"), _image(codes)
+    points = {20: reference.TransformContinuousIndexToPhysicalPoint((4.0, 10.0, 30.0)),
+              21: reference.TransformContinuousIndexToPhysicalPoint((5.5, 2.0, 7.25))}
+    write_centroids(tmp_path / "ctd.json", points, image)
+    back = read_centroids(tmp_path / "ctd.json", image)
+    assert sorted(back) == [20, 21] and all(np.allclose(back[label], points[label]) for label in points)
 
 
 def test_centroids_without_direction_or_outside(tmp_path):

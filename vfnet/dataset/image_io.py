@@ -8,12 +8,13 @@ import os
 import struct
 import zlib
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 import SimpleITK as sitk
 
 from vfnet.errors import DatasetError
-from vfnet.fileio import atomic_path, read_json
+from vfnet.fileio import atomic_path, read_json, write_json
 
 ORIENTATION_CODES = set("LRAPSI")
 
@@ -152,6 +153,17 @@ def read_centroids(path: str | os.PathLike, image: sitk.Image) -> dict[int, tupl
                                f"of size {size}.")
         centroids[label] = oriented.TransformContinuousIndexToPhysicalPoint(index)
     return centroids
+
+
+def write_centroids(path: str | os.PathLike, centroids: dict[int, Sequence[float]], image: sitk.Image) -> None:
+    """Write {label: physical point (x, y, z) mm} as a VerSe centroid JSON in `image`'s voxel coordinates along LPS
+    axes: what `read_centroids(path, image)` reads back."""
+    oriented = _geometry_in_orientation(image, "LPS")
+    entries: list[dict] = [{"direction": ["L", "P", "S"]}]
+    for label, point in sorted(centroids.items()):
+        x, y, z = oriented.TransformPhysicalPointToContinuousIndex([float(value) for value in point])
+        entries.append({"label": int(label), "X": x, "Y": y, "Z": z})
+    write_json(path, entries)
 
 
 def _geometry_in_orientation(image: sitk.Image, codes: str) -> sitk.Image:

@@ -33,7 +33,7 @@ import SimpleITK as sitk
 from scipy import ndimage
 
 from vfnet.labels import spine_order
-from vfnet.morphometry.frame import cranio_caudal_axis
+from vfnet.morphometry.frame import cranio_caudal_axis, local_frame
 from vfnet.morphometry.genant import mask_statistics
 from vfnet.preprocessing.crop import canonical_axis_order, index_to_world
 from vfnet.typical_sizes import typical_body_size_mm
@@ -114,6 +114,11 @@ def _on_the_spine(centres: dict[int, np.ndarray], sizes: dict[int, int]) -> dict
     return points
 
 
+def typical_gap_mm(label: int) -> float:
+    """Centre-to-centre distance to a neighbour where no neighbour says it: a typical body height plus a disc."""
+    return typical_body_size_mm(label)[0] + LONE_DISC_MM
+
+
 def _region_around(image: sitk.Image, points: np.ndarray) -> tuple[list[int], list[int]]:
     """Index start and size of the box REACH_MM around all centroids, clipped to the image."""
     low, high = points.min(axis=0) - REACH_MM, points.max(axis=0) + REACH_MM
@@ -157,9 +162,8 @@ def _nearest_vertebra(world: np.ndarray, labels: list[int], points: np.ndarray,
         distance = np.sqrt((offsets ** 2).sum(axis=1))
         axis, _ = cranio_caudal_axis(label, centroids)
         others = np.delete(points, labels.index(label), axis=0)
-        # A lone vertebra has no neighbour to halve the distance to: a typical body height plus a disc stands in.
-        gap = float(np.min(np.linalg.norm(others - point, axis=1))) if len(others) else \
-            typical_body_size_mm(label)[0] + LONE_DISC_MM
+        # A lone vertebra has no neighbour to halve the distance to: a typical gap stands in.
+        gap = float(np.min(np.linalg.norm(others - point, axis=1))) if len(others) else typical_gap_mm(label)
         along = np.abs(offsets @ axis)
         near = (distance < best) & (distance <= REACH_MM) & (along <= HALF_GAP_FRACTION * gap)
         best[near], result[near] = distance[near], label
@@ -188,7 +192,7 @@ def _split_bodies_at_discs(world: np.ndarray, assigned: np.ndarray, labels: list
         offsets = world[pair] - points[upper]
         along = offsets @ axis
         body = (np.linalg.norm(offsets - np.outer(along, axis), axis=1) <= DISC_RADIUS_MM) & \
-            (offsets @ _anterior(axis) > FRONT_MM) & (along >= 0) & (along <= length)
+            (offsets @ -local_frame(axis)[:, 1] > FRONT_MM) & (along >= 0) & (along <= length)
         edges = np.arange(DISC_WINDOW[0] * length, DISC_WINDOW[1] * length + slab_mm, slab_mm)
         if len(edges) < 4:    # fewer than three slabs: no dip to tell from noise
             continue
@@ -199,12 +203,6 @@ def _split_bodies_at_discs(world: np.ndarray, assigned: np.ndarray, labels: list
         split = (edges[disc] + edges[disc + 1]) / 2
         result[pair[body]] = np.where(along[body] < split, labels[upper], labels[lower])
     return result
-
-
-def _anterior(axis: np.ndarray) -> np.ndarray:
-    """The patient's front (LPS world: -y), made perpendicular to `axis`."""
-    front = np.array([0.0, -1.0, 0.0]) + axis * axis[1]
-    return front / max(float(np.linalg.norm(front)), 1e-6)
 
 
 def _piece_nearest_centroid(region_labels: np.ndarray, centres: Mapping[int, np.ndarray],

@@ -17,9 +17,8 @@ import numpy as np
 import SimpleITK as sitk
 
 from vfnet.labels import level_name
-from vfnet.morphometry.genant import mask_statistics
-from vfnet.preprocessing.centroid_masks import LONE_DISC_MM, estimate_vertebra_mask
-from vfnet.typical_sizes import typical_body_size_mm
+from vfnet.preprocessing.centroid_masks import estimate_vertebra_mask, typical_gap_mm
+from vfnet.preprocessing.preprocessor import mask_centres
 
 SPINE_SEQUENCE = list(range(1, 20)) + [28] + list(range(20, 26))   # C1 ... T12, T13, L1 ... L6, head to feet
 VARIANTS = (25, 28)       # L6, T13: present in some spines only, so never missing
@@ -69,17 +68,16 @@ def gaps_between(centres: dict[int, np.ndarray]) -> dict[int, tuple[int, int, fl
 
 def _local_step(steps: dict[int, float], upper: int, lower: int, above: int) -> float:
     """The spine's centre-to-centre step around a gap: the steps just above and below it (vertebrae grow down the
-    spine), else the median of all, else a typical body height and disc."""
+    spine), else the median of all, else a typical gap."""
     nearby = [steps[index] for index in (upper - 1, lower) if index in steps]
     if nearby or steps:
         return float(np.median(nearby or list(steps.values())))
-    return typical_body_size_mm(above)[0] + LONE_DISC_MM
+    return typical_gap_mm(above)
 
 
 def add_missing_vertebrae(mask: sitk.Image, ct: sitk.Image) -> MissingVertebrae:
     """The integer VerSe mask with its missing vertebrae estimated from `ct` (on the mask's grid, the CT's)."""
-    statistics = mask_statistics(mask)
-    centres = {int(label): np.array(statistics.GetCentroid(label)) for label in statistics.GetLabels()}
+    centres = {label: np.asarray(point) for label, point in mask_centres(mask).items()}
     gaps = gaps_between(centres)
     if not gaps:
         return MissingVertebrae(mask)
