@@ -5,10 +5,9 @@ A model trained on masks grades mostly from what the mask makes measurable: the 
 mask the phantom benchmark fell from macro-F1 0.74 (masks) to 0.22. Bone, though, is plain in CT:
 1. every voxel brighter than BONE_HU near the centroids goes to its nearest centroid; along the spine a vertebra
    ends a little beyond half-way to its nearest neighbour, i.e. in the disc, which is darker anyway; then, between
-   two neighbours, the bone of their bodies (in front of their centres, near the line joining them) is split where
-   the CT shows their disc (the slab across that line with the least bone, in the middle part of the way), not
-   half-way between the centres: centroids a few mm off (a centroid model's) put the half-way split into an
-   endplate or tilted it across the body (`_split_bodies_at_discs`);
+   two neighbours, the bone of their bodies is split where the CT shows their disc, not half-way between the
+   centres: centroids a few mm off (a centroid model's) put the half-way split into an endplate or tilted it
+   across the body (`vfnet.preprocessing.disc_split`);
 2. each vertebra is filled along the cranio-caudal direction between its first and last voxel of every column:
    osteoporotic cancellous bone is often darker than the threshold (a quarter of the voxels inside some phantom
    masks is below 130 HU) while the endplates stay bright; the spinal canal has no bone of the same vertebra
@@ -32,10 +31,10 @@ import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage
 
-from vfnet.labels import spine_order
-from vfnet.morphometry.frame import cranio_caudal_axis, local_frame
+from vfnet.morphometry.frame import cranio_caudal_axis
 from vfnet.morphometry.genant import mask_statistics
 from vfnet.preprocessing.crop import canonical_axis_order, index_to_world
+from vfnet.preprocessing.disc_split import split_bodies_at_discs
 from vfnet.typical_sizes import typical_body_size_mm
 
 Point = tuple[float, float, float]
@@ -48,10 +47,6 @@ LONE_DISC_MM = 8.0         # a lone vertebra (no neighbouring centroid): typical
 MIN_PIECE_FRACTION = 0.2   # of a vertebra's largest connected piece
 OFF_LINE_MM = 10.0         # a mask's centre this far from the midpoint of its neighbours' is not the vertebra's
 LOST_BODY_FRACTION = 0.5   # ... when its mask also holds less than this fraction of each neighbour's voxels
-DISC_WINDOW = (0.3, 0.7)   # where, as a fraction of the way between two neighbours' centres, their disc is looked for
-DISC_RADIUS_MM = 40.0      # bodies lie this close to the line joining the centres (a front ~30 mm from it)
-FRONT_MM = 3.0             # ... and in front of it by this much: a vertebra's centre sits near the back of its body
-DISC_DIP = 0.6             # the disc's slab holds at most this fraction of the window's median bone per slab
 
 
 def estimate_vertebra_mask(image: sitk.Image, centroids: Mapping[int, Point], bone_hu: float = BONE_HU) -> sitk.Image:
@@ -65,7 +60,7 @@ def estimate_vertebra_mask(image: sitk.Image, centroids: Mapping[int, Point], bo
     voxels = np.argwhere(bone)                                   # (z, y, x) indices in the region
     world = index_to_world(image, voxels[:, ::-1] + np.asarray(start))
     assigned = _nearest_vertebra(world, labels, points, centroids)
-    assigned = _split_bodies_at_discs(world, assigned, labels, points, max(1.0, max(image.GetSpacing())))
+    assigned = split_bodies_at_discs(world, assigned, labels, points, image.GetSpacing())
     region_labels = np.zeros(hu.shape, dtype=np.uint8)
     region_labels[tuple(voxels.T)] = assigned
     region_labels = _fill_columns(region_labels, labels, 2 - canonical_axis_order(image)[0])
@@ -167,41 +162,6 @@ def _nearest_vertebra(world: np.ndarray, labels: list[int], points: np.ndarray,
         along = np.abs(offsets @ axis)
         near = (distance < best) & (distance <= REACH_MM) & (along <= HALF_GAP_FRACTION * gap)
         best[near], result[near] = distance[near], label
-    return result
-
-
-def _split_bodies_at_discs(world: np.ndarray, assigned: np.ndarray, labels: list[int], points: np.ndarray,
-                           slab_mm: float) -> np.ndarray:
-    """`assigned` (a label per bone voxel at `world`) with the bodies of each two neighbouring vertebrae split at
-    their disc: across the line joining their centres, in slabs `slab_mm` thick (the CT's coarsest spacing, so that
-    each slab holds the same number of slices), the one with the least body bone (within DISC_RADIUS_MM of the line,
-    FRONT_MM in front of it) in the DISC_WINDOW part of the way. Where no slab dips under DISC_DIP of the window's
-    median the nearest-centre split stays, and the posterior elements always keep it."""
-    result = assigned.copy()
-    order = sorted(range(len(labels)), key=lambda index: spine_order(labels[index]))
-    for upper, lower in zip(order, order[1:]):
-        if spine_order(labels[lower]) - spine_order(labels[upper]) > 1:   # not neighbours: a level is missing
-            continue
-        line = points[lower] - points[upper]
-        length = float(np.linalg.norm(line))
-        if length == 0:
-            continue
-        axis = line / length
-        # Unassigned bone counts too: a centre far off along the spine leaves its body's far end beyond its reach.
-        pair = np.flatnonzero(np.isin(assigned, (labels[upper], labels[lower], 0)))
-        offsets = world[pair] - points[upper]
-        along = offsets @ axis
-        body = (np.linalg.norm(offsets - np.outer(along, axis), axis=1) <= DISC_RADIUS_MM) & \
-            (offsets @ -local_frame(axis)[:, 1] > FRONT_MM) & (along >= 0) & (along <= length)
-        edges = np.arange(DISC_WINDOW[0] * length, DISC_WINDOW[1] * length + slab_mm, slab_mm)
-        if len(edges) < 4:    # fewer than three slabs: no dip to tell from noise
-            continue
-        counts = ndimage.uniform_filter1d(np.histogram(along[body], edges)[0].astype(float), 3, mode="nearest")
-        disc = int(np.argmin(counts))
-        if np.median(counts) == 0 or counts[disc] > DISC_DIP * np.median(counts):
-            continue
-        split = (edges[disc] + edges[disc + 1]) / 2
-        result[pair[body]] = np.where(along[body] < split, labels[upper], labels[lower])
     return result
 
 
