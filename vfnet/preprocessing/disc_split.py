@@ -27,6 +27,7 @@ FRONT_MM = 3.0             # no canal found: the body is the bone this far in fr
 MIDLINE_MM = 5.0           # the canal is looked for within this distance of the centres' sagittal plane ...
 CANAL_MIN_MM = 3.0         # ... as a run this long without bone (under CANAL_EMPTY of the body's per bin)
 CANAL_EMPTY = 0.25
+PROFILE_MM = (-40.0, 30.0)  # the midline profile, from in front of the centres (negative) to behind them
 BODY_PROFILE_MM = (-25, 0)  # in front of the centres: inside the body, where its bone per bin is taken from
 CANAL_SEARCH_MM = (-15, 30)  # the canal's front is looked for from here backwards
 
@@ -53,7 +54,7 @@ def body_back_mm(behind: np.ndarray, beside: np.ndarray, bin_mm: float = 1.0) ->
     behind and beside them: on the midline, in bins `bin_mm` wide (no finer than the voxels, or every other bin
     is empty), the first run of at least CANAL_MIN_MM without bone behind the body, with bone (the arch) further
     back. None where the profile shows no canal."""
-    edges = -40.0 + bin_mm * np.arange(int(np.ceil(70.0 / bin_mm)) + 1)
+    edges = PROFILE_MM[0] + bin_mm * np.arange(int(np.ceil((PROFILE_MM[1] - PROFILE_MM[0]) / bin_mm)) + 1)
     counts = np.histogram(behind[np.abs(beside) <= MIDLINE_MM], edges)[0]
     run = int(np.ceil(CANAL_MIN_MM / bin_mm))
     in_body = (edges[:-1] >= BODY_PROFILE_MM[0]) & (edges[:-1] < BODY_PROFILE_MM[1])
