@@ -74,36 +74,18 @@ def test_bodies_are_split_at_their_disc_when_a_centroid_is_off_along_the_spine(m
     assert (half_way[truth[front] == 18] == 19).any() and (half_way[truth[front] == 19] == 0).any()
 
 
-def _spine_with_arches() -> tuple[sitk.Image, sitk.Image]:
-    """Five vertebrae T10-L2 on a 2 mm grid, each a box body (20 mm deep, 18 mm high, 8 mm discs), two pedicles
-    beside a 10 mm spinal canal and an arch behind it, as on a midline sagittal CT."""
-    hu = np.full((70, 30, 24), -100.0, np.float32)
-    labels = np.zeros(hu.shape, np.uint16)
-    for index, label in enumerate(range(21, 16, -1)):    # L2 lowest
-        z0 = 4 + index * 13
-        labels[z0:z0 + 9, 3:13, 6:18] = label             # body
-        labels[z0 + 1:z0 + 6, 13:18, 6:8] = label         # pedicles, the canal between them (x 8-15)
-        labels[z0 + 1:z0 + 6, 13:18, 16:18] = label
-        labels[z0 + 1:z0 + 7, 18:26, 6:18] = label        # lamina and spinous process
-    hu[labels > 0] = 300.0
-    hu += np.random.default_rng(2).normal(0, 5, hu.shape).astype(np.float32)
-    images = [sitk.GetImageFromArray(array) for array in (hu, labels)]
-    for image in images:
-        image.SetSpacing((2.0, 2.0, 2.0))
-    return images[0], images[1]
-
-
 def test_bodies_are_split_at_their_disc_up_to_the_canal_when_a_centroid_is_off():
     # A centroid 4 mm in front of the vertebra's and 6 mm down (a centroid model's errors): each body, up to its
     # back at the canal, still ends at its own discs. With only the bone 3 mm in front of the centroids split at
     # the disc, the back of T12's body was left to the nearest-centre split and part of it went to L1.
-    ct, mask = _spine_with_arches()
+    from test_mask_check import _five_boxes
+    ct, mask = _five_boxes(arches=True)
     truth = sitk.GetArrayFromImage(mask)
     centroids = {label: np.asarray(centre) for label, centre in mask_centres(mask).items()}
     centroids[19] = centroids[19] + (0.0, -4.0, -6.0)     # T12: 4 mm forward (LPS y) and 6 mm down
     estimated = sitk.GetArrayFromImage(estimate_vertebra_mask(ct, {label: tuple(point) for label, point
                                                                    in centroids.items()}))
-    bodies = (slice(None), slice(3, 13), slice(None))
+    bodies = (slice(None), slice(5, 15), slice(None))
     np.testing.assert_array_equal(estimated[bodies], truth[bodies])
     for label in range(17, 22):
         assert _dice(estimated == label, truth == label) > 0.9, label
