@@ -69,7 +69,7 @@ def test_bodies_are_split_at_their_disc_when_a_centroid_is_off_along_the_spine(m
     np.testing.assert_array_equal(split[front], truth[front])
     # Split half-way between the centres instead, T11 loses its lowest slice to T12, and T12's lower part lies
     # beyond its reach (a little over half the way to its nearest neighbour) and is left out.
-    monkeypatch.setattr(centroid_masks, "split_bodies_at_discs", lambda world, assigned, *rest: assigned)
+    monkeypatch.setattr(centroid_masks, "split_bodies_at_discs", lambda world, voxels, assigned, *rest: assigned)
     half_way = sitk.GetArrayFromImage(estimate_vertebra_mask(ct, centroids))[front]
     assert (half_way[truth[front] == 18] == 19).any() and (half_way[truth[front] == 19] == 0).any()
 
@@ -89,6 +89,21 @@ def test_bodies_are_split_at_their_disc_up_to_the_canal_when_a_centroid_is_off()
     np.testing.assert_array_equal(estimated[bodies], truth[bodies])
     for label in range(17, 22):
         assert _dice(estimated == label, truth == label) > 0.9, label
+
+
+def test_bodies_are_split_along_a_thin_disc_that_the_line_between_centroids_crosses():
+    # Discs of one 2 mm voxel; T12's centroid 4 mm forward and 4 mm down tilts the line from T11's centre by 9
+    # degrees, so every slab across it crosses the disc and an endplate. The disc still leaves no bone between the
+    # two bodies: each comes out whole.
+    from test_mask_check import _five_boxes
+    ct, mask = _five_boxes(arches=True, disc_voxels=1)
+    truth = sitk.GetArrayFromImage(mask)
+    centroids = {label: np.asarray(centre) for label, centre in mask_centres(mask).items()}
+    centroids[19] = centroids[19] + (0.0, -4.0, -4.0)
+    estimated = sitk.GetArrayFromImage(estimate_vertebra_mask(ct, {label: tuple(point) for label, point
+                                                                   in centroids.items()}))
+    bodies = (slice(None), slice(5, 15), slice(None))
+    np.testing.assert_array_equal(estimated[bodies], truth[bodies])
 
 
 def test_the_back_of_the_body_is_the_front_of_the_canal():

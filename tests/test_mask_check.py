@@ -81,14 +81,14 @@ def test_masks_two_voxels_off_are_snapped_to_the_bone():
         np.testing.assert_array_equal(sitk.GetArrayFromImage(check.corrected), truth)
 
 
-def _five_boxes(arches: bool = False) -> tuple[sitk.Image, sitk.Image]:
-    """Five box vertebrae T10-L2 (2 mm voxels, 20 mm deep, 18 mm high, 8 mm discs), enough to tell masks that err
-    alike from masks that err unevenly; with `arches`, each also has two pedicles beside a 10 mm spinal canal and
-    an arch behind it, as on a midline sagittal CT."""
+def _five_boxes(arches: bool = False, disc_voxels: int = 4) -> tuple[sitk.Image, sitk.Image]:
+    """Five box vertebrae T10-L2 (2 mm voxels, 20 mm deep, 18 mm high, discs `disc_voxels` thick: 8 mm), enough to
+    tell masks that err alike from masks that err unevenly; with `arches`, each also has two pedicles beside a
+    10 mm spinal canal and an arch behind it, as on a midline sagittal CT."""
     ct = np.full((70, 30 if arches else 20, 24), -100.0, np.float32)
     labels = np.zeros(ct.shape, np.uint16)
     for index, label in enumerate(range(21, 16, -1)):    # L2 lowest
-        z0 = 4 + index * 13
+        z0 = 4 + index * (9 + disc_voxels)
         labels[z0:z0 + 9, 5:15, 6:18] = label             # body
         if arches:
             labels[z0 + 1:z0 + 6, 15:20, 6:8] = label     # pedicles, the canal between them (x 8-15)

@@ -60,7 +60,7 @@ def estimate_vertebra_mask(image: sitk.Image, centroids: Mapping[int, Point], bo
     voxels = np.argwhere(bone)                                   # (z, y, x) indices in the region
     world = index_to_world(image, voxels[:, ::-1] + np.asarray(start))
     assigned = _nearest_vertebra(world, labels, points, centroids)
-    assigned = split_bodies_at_discs(world, assigned, labels, points, image.GetSpacing())
+    assigned = split_bodies_at_discs(world, voxels, assigned, labels, points, image.GetSpacing())
     region_labels = np.zeros(hu.shape, dtype=np.uint8)
     region_labels[tuple(voxels.T)] = assigned
     region_labels = _fill_columns(region_labels, labels, 2 - canonical_axis_order(image)[0])
