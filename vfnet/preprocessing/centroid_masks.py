@@ -15,8 +15,8 @@ mask the phantom benchmark fell from macro-F1 0.74 (masks) to 0.22. Bone, though
 3. each vertebra keeps, of its substantial connected pieces, the one nearest its centroid.
 The result is an ordinary VerSe-labelled mask on the CT grid: crops, morphometry (endplates refined on the CT, as
 for any mask) and the network's mask channel then come from the same code as for masks. On the phantom benchmark
-(five folds, out-of-fold) macro-F1 from centroids is 0.812 against 0.821 from the phantom's masks, 0.786 / 0.759 with
-every centroid 2 / 4 mm off (0.764 / 0.629 with the half-way split; seed 0). BONE_HU was
+(five folds, out-of-fold) macro-F1 from centroids is 0.806 against 0.814 from the phantom's masks, 0.775 / 0.775 with
+every centroid 2 / 4 mm off (with the half-way split 0.764 / 0.629 on earlier models; seed 0). BONE_HU was
 chosen on that benchmark (Genant's rule on the estimated masks, half-gap 0.55: 0.60 / 0.66 / 0.72 / 0.74 / 0.74 /
 0.69 at 100 / 110 / 120 / 130 / 140 / 150 HU; at 150 thin osteoporotic endplates break up and bodies measure
 3-4 mm) and checked on the real CT of ../shared/data/real (at 150 its L2 measured as a severe fracture;
