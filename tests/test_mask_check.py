@@ -14,7 +14,7 @@ from vfnet.inference.predictor import run_prediction
 from vfnet.preprocessing import mask_check
 from vfnet.preprocessing.centroid_masks import BONE_HU, OFF_LINE_MM, _on_the_spine
 from vfnet.preprocessing.mask_check import (HIGH_RATIO, LOW_RATIO, MAX_SHIFT_VOXELS, MAX_SPREAD, MIN_SHIFT_GAIN,
-                                            best_shift, check_masks, ratio_spread, snap_to_bone)
+                                            best_shift, check_masks, ratio_outlier, ratio_spread, snap_to_bone)
 from vfnet.preprocessing.mask_errors import degrade_mask
 from vfnet.preprocessing.runner import preprocess_raw_case
 from vfnet.preprocessing.samples import load_arrays, read_properties, sample_id
@@ -159,9 +159,26 @@ def test_prediction_snaps_uneven_masks_and_says_why(tmp_path, model_folder):  # 
 
 
 def test_the_spread_needs_enough_vertebrae():
-    assert ratio_spread([0.5, 1.5, 1.0]) is None
+    assert ratio_spread([0.5, 1.5, 1.0]) is None and ratio_outlier([0.5, 1.5, 1.0]) is None
     assert abs(ratio_spread([1.0, 1.0, 2.0, 0.5, 1.0]) - 0.0) < 1e-9   # a minority of odd vertebrae: no spread
     assert abs(ratio_spread([0.5, 2.0, 1.0, 0.5, 2.0]) - np.log(2.0)) < 1e-9
+    assert abs(ratio_outlier([1.6, 1.5, 1.7, 0.46, 1.6]) - np.log(0.46 / 1.6)) < 1e-9   # ... but an outlier
+
+
+def test_one_vertebra_whose_mask_errs_on_its_own_is_snapped():
+    # Four vertebrae exact and L2 eroded by two voxels: the spread (a median) stays 0, yet L2 would be measured
+    # 8 mm short. Its ratio, far from the others', has every label snapped to the bone, with the CT.
+    ct, mask = _five_boxes()
+    truth = sitk.GetArrayFromImage(mask)
+    given = np.where(truth == 21, sitk.GetArrayFromImage(degrade_mask(mask, "eroded_2")), truth)
+    given_image = sitk.GetImageFromArray(given.astype(np.uint16))
+    given_image.CopyInformation(mask)
+    check = check_masks(given_image, ct, range(17, 22))
+    assert check.ratio_spread < 0.05 and check.ratio_outlier < -0.5 and check.uneven and check.snapped
+    assert "one vertebra's given mask holds" in check.note() and "less of the bone" in check.note()
+    np.testing.assert_array_equal(sitk.GetArrayFromImage(check.corrected), truth)
+    exact = check_masks(mask, ct, range(17, 22))     # the phantom's own masks: at most 0.16 from their median
+    assert abs(exact.ratio_outlier) < 0.1 and not exact.uneven
 
 
 def test_snapping_keeps_the_given_labels_and_reaches_only_so_far():
