@@ -69,7 +69,7 @@ def test_bodies_are_split_at_their_disc_when_a_centroid_is_off_along_the_spine(m
     np.testing.assert_array_equal(split[front], truth[front])
     # Split half-way between the centres instead, T11 loses its lowest slice to T12, and T12's lower part lies
     # beyond its reach (a little over half the way to its nearest neighbour) and is left out.
-    monkeypatch.setattr(centroid_masks, "split_bodies_at_discs", lambda world, voxels, assigned, *rest: assigned)
+    monkeypatch.setattr(centroid_masks, "split_bodies_at_discs", lambda world, voxels, hu, assigned, *rest: assigned)
     half_way = sitk.GetArrayFromImage(estimate_vertebra_mask(ct, centroids))[front]
     assert (half_way[truth[front] == 18] == 19).any() and (half_way[truth[front] == 19] == 0).any()
 
@@ -104,6 +104,28 @@ def test_bodies_are_split_along_a_thin_disc_that_the_line_between_centroids_cros
                                                                    in centroids.items()}))
     bodies = (slice(None), slice(5, 15), slice(None))
     np.testing.assert_array_equal(estimated[bodies], truth[bodies])
+
+
+def test_a_thin_disc_bridged_by_partial_volume_still_parts_the_bright_bone():
+    # As above, but each disc's one slice is 200 HU (the partial volume of two endplates on a thick slice): bone at
+    # the 135 HU threshold, so the two bodies' bone is one piece. Their bright bone (500 HU) still parts at the disc.
+    from test_mask_check import _five_boxes
+    ct, mask = _five_boxes(arches=True, disc_voxels=1)
+    truth = sitk.GetArrayFromImage(mask)
+    hu = sitk.GetArrayFromImage(ct)
+    hu[truth > 0] = 500.0
+    body_box = np.zeros(truth.shape, bool)
+    body_box[4:53, 5:15, 6:18] = True              # from L2's lower endplate to T10's upper one
+    hu[body_box & (truth == 0)] = 200.0
+    bridged = sitk.GetImageFromArray(hu)
+    bridged.CopyInformation(ct)
+    centroids = {label: np.asarray(centre) for label, centre in mask_centres(mask).items()}
+    centroids[19] = centroids[19] + (0.0, -4.0, -4.0)
+    estimated = sitk.GetArrayFromImage(estimate_vertebra_mask(bridged, {label: tuple(point) for label, point
+                                                                       in centroids.items()}))
+    bodies = (slice(None), slice(5, 15), slice(None))
+    body_voxels = truth[bodies] > 0
+    np.testing.assert_array_equal(estimated[bodies][body_voxels], truth[bodies][body_voxels])
 
 
 def test_the_back_of_the_body_is_the_front_of_the_canal():
