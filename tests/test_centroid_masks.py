@@ -74,6 +74,17 @@ def test_bodies_are_split_at_their_disc_when_a_centroid_is_off_along_the_spine(m
     assert (half_way[truth[front] == 18] == 19).any() and (half_way[truth[front] == 19] == 0).any()
 
 
+def _estimated_with_t12_moved(ct: sitk.Image, mask: sitk.Image, move_mm: tuple[float, float, float]) -> np.ndarray:
+    """The estimate around the mask's centres, T12's moved by `move_mm` (x, y, z; LPS)."""
+    centroids = {label: np.asarray(centre) for label, centre in mask_centres(mask).items()}
+    centroids[19] = centroids[19] + move_mm
+    return sitk.GetArrayFromImage(estimate_vertebra_mask(ct, {label: tuple(point) for label, point
+                                                              in centroids.items()}))
+
+
+BODIES = (slice(None), slice(5, 15), slice(None))   # the box spine's bodies, in front of its canal
+
+
 def test_bodies_are_split_at_their_disc_up_to_the_canal_when_a_centroid_is_off():
     # A centroid 4 mm in front of the vertebra's and 6 mm down (a centroid model's errors): each body, up to its
     # back at the canal, still ends at its own discs. With only the bone 3 mm in front of the centroids split at
@@ -81,12 +92,8 @@ def test_bodies_are_split_at_their_disc_up_to_the_canal_when_a_centroid_is_off()
     from test_mask_check import _five_boxes
     ct, mask = _five_boxes(arches=True)
     truth = sitk.GetArrayFromImage(mask)
-    centroids = {label: np.asarray(centre) for label, centre in mask_centres(mask).items()}
-    centroids[19] = centroids[19] + (0.0, -4.0, -6.0)     # T12: 4 mm forward (LPS y) and 6 mm down
-    estimated = sitk.GetArrayFromImage(estimate_vertebra_mask(ct, {label: tuple(point) for label, point
-                                                                   in centroids.items()}))
-    bodies = (slice(None), slice(5, 15), slice(None))
-    np.testing.assert_array_equal(estimated[bodies], truth[bodies])
+    estimated = _estimated_with_t12_moved(ct, mask, (0.0, -4.0, -6.0))     # 4 mm forward (LPS y) and 6 mm down
+    np.testing.assert_array_equal(estimated[BODIES], truth[BODIES])
     for label in range(17, 22):
         assert _dice(estimated == label, truth == label) > 0.9, label
 
@@ -98,12 +105,8 @@ def test_bodies_are_split_along_a_thin_disc_that_the_line_between_centroids_cros
     from test_mask_check import _five_boxes
     ct, mask = _five_boxes(arches=True, disc_voxels=1)
     truth = sitk.GetArrayFromImage(mask)
-    centroids = {label: np.asarray(centre) for label, centre in mask_centres(mask).items()}
-    centroids[19] = centroids[19] + (0.0, -4.0, -4.0)
-    estimated = sitk.GetArrayFromImage(estimate_vertebra_mask(ct, {label: tuple(point) for label, point
-                                                                   in centroids.items()}))
-    bodies = (slice(None), slice(5, 15), slice(None))
-    np.testing.assert_array_equal(estimated[bodies], truth[bodies])
+    estimated = _estimated_with_t12_moved(ct, mask, (0.0, -4.0, -4.0))
+    np.testing.assert_array_equal(estimated[BODIES], truth[BODIES])
 
 
 def test_a_thin_disc_bridged_by_partial_volume_still_parts_the_bright_bone():
@@ -119,13 +122,9 @@ def test_a_thin_disc_bridged_by_partial_volume_still_parts_the_bright_bone():
     hu[body_box & (truth == 0)] = 200.0
     bridged = sitk.GetImageFromArray(hu)
     bridged.CopyInformation(ct)
-    centroids = {label: np.asarray(centre) for label, centre in mask_centres(mask).items()}
-    centroids[19] = centroids[19] + (0.0, -4.0, -4.0)
-    estimated = sitk.GetArrayFromImage(estimate_vertebra_mask(bridged, {label: tuple(point) for label, point
-                                                                       in centroids.items()}))
-    bodies = (slice(None), slice(5, 15), slice(None))
-    body_voxels = truth[bodies] > 0
-    np.testing.assert_array_equal(estimated[bodies][body_voxels], truth[bodies][body_voxels])
+    estimated = _estimated_with_t12_moved(bridged, mask, (0.0, -4.0, -4.0))[BODIES]
+    body_voxels = truth[BODIES] > 0
+    np.testing.assert_array_equal(estimated[body_voxels], truth[BODIES][body_voxels])
 
 
 def test_the_back_of_the_body_is_the_front_of_the_canal():

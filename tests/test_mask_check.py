@@ -177,7 +177,7 @@ def test_one_vertebra_whose_mask_errs_on_its_own_is_snapped():
     assert check.ratio_spread < 0.05 and check.ratio_outlier < -0.5 and check.uneven and check.snapped
     assert "one vertebra's given mask holds" in check.note() and "less of the bone" in check.note()
     np.testing.assert_array_equal(sitk.GetArrayFromImage(check.corrected), truth)
-    exact = check_masks(mask, ct, range(17, 22))     # the phantom's own masks: at most 0.16 from their median
+    exact = check_masks(mask, ct, range(17, 22))     # the exact masks: no vertebra far from the others
     assert abs(exact.ratio_outlier) < 0.1 and not exact.uneven
 
 

@@ -103,13 +103,14 @@ def _split_pair(world, voxels, hu, assigned, result, centres, pair_labels, slab_
     back = body_back_mm(behind[between], beside[between], bin_mm)
     body = between & (behind < (-FRONT_MM if back is None else back)) & \
         (np.linalg.norm(offsets - np.outer(along, axis), axis=1) <= DISC_RADIUS_MM)
-    lower = _sides_by_pieces(voxels[pair[body]], along[body], length)
+    in_bodies, along = pair[body], along[body]
+    lower = _sides_by_pieces(voxels[in_bodies], along, length)
     if lower is None:   # partial volume of a thin disc's slice: the endplates and shells still part
-        lower = _sides_by_bright_pieces(voxels[pair[body]], along[body], hu[pair[body]], length)
+        lower = _sides_by_bright_pieces(voxels[in_bodies], along, hu[in_bodies], length)
     if lower is None:
-        lower = _sides_at_least_bone(along[body], length, slab_mm)
+        lower = _sides_at_least_bone(along, length, slab_mm)
     if lower is not None:
-        result[pair[body]] = np.where(lower, lower_label, upper_label)
+        result[in_bodies] = np.where(lower, lower_label, upper_label)
 
 
 def _sides_by_pieces(voxels: np.ndarray, along: np.ndarray, length: float) -> np.ndarray | None:

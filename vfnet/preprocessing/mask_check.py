@@ -109,7 +109,12 @@ class MaskCheck:
     def uneven(self) -> bool:
         """The vertebrae's masks err differently from one another (some too small, some too large), or one errs on
         its own."""
-        return (self.ratio_spread is not None and self.ratio_spread > MAX_SPREAD) or self.lone_outlier
+        return self.widely_spread or self.lone_outlier
+
+    @property
+    def widely_spread(self) -> bool:
+        """The vertebrae's ratios spread around the scan's median more than masks that err alike."""
+        return self.ratio_spread is not None and self.ratio_spread > MAX_SPREAD
 
     @property
     def lone_outlier(self) -> bool:
@@ -157,11 +162,11 @@ class MaskCheck:
             sentences.append(f"the given masks hold {self.volume_ratio:.2f} times the bone the CT shows around their "
                              f"centres (median over the vertebrae; {LOW_RATIO:g}-{HIGH_RATIO:g} expected): far {side} "
                              f"than a vertebra, so each given label was snapped to the bone the CT shows")
-        elif self.uneven and self.ratio_spread > MAX_SPREAD:
+        elif self.widely_spread:
             sentences.append(f"the given masks err differently on each vertebra (some hold far less of the bone the "
                              f"CT shows than others: spread {self.ratio_spread:.2f}, at most {MAX_SPREAD:g} "
                              f"expected), so each given label was snapped to the bone the CT shows")
-        elif self.uneven:
+        elif self.lone_outlier:
             side = "more" if self.ratio_outlier > 0 else "less"
             sentences.append(f"one vertebra's given mask holds {np.exp(abs(self.ratio_outlier)):.2f} times {side} of "
                              f"the bone the CT shows than the scan's other vertebrae hold (at most "
@@ -219,10 +224,8 @@ def ratio_spread(ratios: list[float]) -> float | None:
     """How differently the vertebrae's masks err: the median distance of their log ratios from the scan's median
     log ratio (0.1: a typical vertebra holds 10 % more or less than the scan's median); None for fewer than
     MIN_SPREAD_VERTEBRAE vertebrae."""
-    if len(ratios) < MIN_SPREAD_VERTEBRAE:
-        return None
-    logs = np.log(ratios)
-    return float(np.median(np.abs(logs - np.median(logs))))
+    deviations = _log_deviations(ratios)
+    return None if deviations is None else float(np.median(np.abs(deviations)))
 
 
 def ratio_outlier(ratios: list[float]) -> float | None:
@@ -230,10 +233,16 @@ def ratio_outlier(ratios: list[float]) -> float | None:
     more bone than the others); None for fewer than MIN_SPREAD_VERTEBRAE vertebrae. The spread, a median, does not
     see one vertebra erring on its own: on a 1.25 mm scan, five masks dilated by up to two voxels and one eroded by
     two (ratios 1.5-1.7 and 0.46) spread by 0.04, and the eroded one was measured 10 mm short."""
+    deviations = _log_deviations(ratios)
+    return None if deviations is None else float(deviations[np.argmax(np.abs(deviations))])
+
+
+def _log_deviations(ratios: list[float]) -> np.ndarray | None:
+    """Each ratio's log less the median log ratio; None for fewer than MIN_SPREAD_VERTEBRAE ratios."""
     if len(ratios) < MIN_SPREAD_VERTEBRAE:
         return None
-    deviations = np.log(ratios) - np.median(np.log(ratios))
-    return float(deviations[np.argmax(np.abs(deviations))])
+    logs = np.log(ratios)
+    return logs - np.median(logs)
 
 
 def _snapped(mask: sitk.Image, estimate: sitk.Image, ct: sitk.Image, judged: MaskCheck) -> sitk.Image:
