@@ -7,9 +7,7 @@
    the spinal canal, a gap (or a thin bridge) of at least CANAL_GAP_MM; behind it are the posterior elements.
 3. At 12 % of the body's depth from the front (anterior), at half (middle) and at 12 % from the back
    (posterior), average the columns of a small window into one cranio-caudal profile and find the two
-   endplates: where the mask profile crosses 0.5 (the longest stretch above it is the body; stretches that a gap
-   of at most HOLE_MM separates are one: a mask snapped to the CT's bone can miss a plane of dark cancellous
-   bone, and a disc is thicker), refined on the CT profile to where it crosses half-way
+   endplates: where the mask profile crosses 0.5, refined on the CT profile to where it crosses half-way
    between the body's bone and the disc's soft tissue. The refinement makes the heights sub-voxel and robust to
    masks that are a voxel or two too small or too large (a segmentation model's masks), since the endplate is
    then found in the image, not in the mask. Without a CT, or where bone and disc do not differ by
