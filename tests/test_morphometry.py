@@ -104,19 +104,6 @@ def test_endplates_come_from_the_ct_when_the_mask_is_a_voxel_too_small():
     assert mask_only["middle_mm"] < 25.0      # the eroded mask alone loses a voxel at each endplate
 
 
-def test_a_thin_hole_across_the_body_is_not_taken_for_a_disc():
-    # A snapped or estimated mask can miss a plane of dark cancellous bone: 1 mm of L2's body left out.
-    ct, mask = tilted_spine({20: (26, 26), 21: (26, 26), 22: (26, 26)})
-    labels = sitk.GetArrayFromImage(mask)
-    middle_plane = labels.shape[0] // 2
-    labels[middle_plane][labels[middle_plane] == 21] = 0
-    holed = sitk.GetImageFromArray(labels)
-    holed.CopyInformation(mask)
-    for image in (ct, None):   # with the CT's endplates and with the mask's alone
-        report = measure_spine(holed, image, [21])[21]
-        assert all(abs(report[key] - 26.0) <= 1.0 for key in ("anterior_mm", "middle_mm", "posterior_mm")), report
-
-
 def test_a_ct_endplate_far_from_the_mask_is_replaced_by_the_other_positions_move():
     # Endplates in samples of 0.5 mm: the mask is 2 mm (4 samples) too small at each end. At the posterior
     # position the CT found a ridge 9 mm beyond the mask's upper edge (the neighbour's endplate across a thin

@@ -41,7 +41,6 @@ SEARCH_MM = 5.0                 # the CT endplate is looked for within this dist
 WIDE_SEARCH_MM = 8.0            # ... or, where none is found there, this far (a dilated mask on thick slices)
 DISC_MM = 6.0                   # soft tissue is sampled this far beyond each endplate
 MIN_CONTRAST_HU = 50.0
-HOLE_MM = 1.5                   # a gap this short in a position's mask profile is a hole in the body, not a disc
 BORDER_MARGIN_MM = 1.0          # an endplate this close to the scan's border may lie outside it: not measured
 MAX_SHIFT_MM = 6.0              # the CT may move a mask's endplate this far: two voxels of 3 mm slices
 CASE_MOVE_LIMIT_MM = 10.0       # moves up to this far count towards the scan's typical move of an endplate ...
@@ -260,7 +259,7 @@ def _profile_edges(mask_profile: np.ndarray, hu_profile: np.ndarray | None,
     """The two endplates (lower, upper; sample indices) of one averaged cranio-caudal profile, from the mask
     ("mask") and refined on the CT ("ct"); None where they cannot be found."""
     above = mask_profile > 0.5
-    runs = _bridged(_runs(above), int(round(HOLE_MM / sample_mm)))
+    runs = _runs(above)
     if not runs:
         return {"mask": None, "ct": None}
     start, stop = max(runs, key=lambda run: run[1] - run[0])   # the body: the longest run (stop exclusive)
@@ -346,17 +345,6 @@ def _runs(flags: np.ndarray) -> list[tuple[int, int]]:
     padded = np.concatenate([[False], flags, [False]]).astype(np.int8)
     changes = np.flatnonzero(np.diff(padded))
     return list(zip(changes[::2].tolist(), changes[1::2].tolist()))
-
-
-def _bridged(runs: list[tuple[int, int]], gap: int) -> list[tuple[int, int]]:
-    """Runs separated by at most `gap` samples joined into one: a hole in the body, not a disc."""
-    joined: list[tuple[int, int]] = []
-    for start, stop in runs:
-        if joined and start - joined[-1][1] <= gap:
-            joined[-1] = (joined[-1][0], stop)
-        else:
-            joined.append((start, stop))
-    return joined
 
 
 def _crossing(profile: np.ndarray, first: int, second: int, level: float) -> float:
