@@ -4,6 +4,7 @@ import SimpleITK as sitk
 from scipy import ndimage
 
 from test_inference_phantom import PHANTOM_LABELS, phantom
+from test_mask_check import _five_boxes
 from vfnet.preprocessing.centroid_masks import estimate_vertebra_mask
 from vfnet.preprocessing.preprocessor import mask_centres
 
@@ -57,7 +58,6 @@ def test_an_osteoporotic_body_is_found_from_its_thin_cortex():
 
 
 def test_bodies_are_split_at_their_disc_when_a_centroid_is_off_along_the_spine(monkeypatch):
-    from test_mask_check import _five_boxes
     from vfnet.preprocessing import centroid_masks
     ct, mask = _five_boxes()            # 18 mm bodies and 8 mm discs on a 2 mm grid: centres 26 mm apart
     truth = sitk.GetArrayFromImage(mask)
@@ -89,7 +89,6 @@ def test_bodies_are_split_at_their_disc_up_to_the_canal_when_a_centroid_is_off()
     # A centroid 4 mm in front of the vertebra's and 6 mm down (a centroid model's errors): each body, up to its
     # back at the canal, still ends at its own discs. With only the bone 3 mm in front of the centroids split at
     # the disc, the back of T12's body was left to the nearest-centre split and part of it went to L1.
-    from test_mask_check import _five_boxes
     ct, mask = _five_boxes(arches=True)
     truth = sitk.GetArrayFromImage(mask)
     estimated = _estimated_with_t12_moved(ct, mask, (0.0, -4.0, -6.0))     # 4 mm forward (LPS y) and 6 mm down
@@ -102,7 +101,6 @@ def test_bodies_are_split_along_a_thin_disc_that_the_line_between_centroids_cros
     # Discs of one 2 mm voxel; T12's centroid 4 mm forward and 4 mm down tilts the line from T11's centre by 9
     # degrees, so every slab across it crosses the disc and an endplate. The disc still leaves no bone between the
     # two bodies: each comes out whole.
-    from test_mask_check import _five_boxes
     ct, mask = _five_boxes(arches=True, disc_voxels=1)
     truth = sitk.GetArrayFromImage(mask)
     estimated = _estimated_with_t12_moved(ct, mask, (0.0, -4.0, -4.0))
@@ -112,7 +110,6 @@ def test_bodies_are_split_along_a_thin_disc_that_the_line_between_centroids_cros
 def test_a_thin_disc_bridged_by_partial_volume_still_parts_the_bright_bone():
     # As above, but each disc's one slice is 200 HU (the partial volume of two endplates on a thick slice): bone at
     # the 135 HU threshold, so the two bodies' bone is one piece. Their bright bone (500 HU) still parts at the disc.
-    from test_mask_check import _five_boxes
     ct, mask = _five_boxes(arches=True, disc_voxels=1)
     truth = sitk.GetArrayFromImage(mask)
     hu = sitk.GetArrayFromImage(ct)

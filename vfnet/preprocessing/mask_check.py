@@ -79,6 +79,7 @@ MAX_SPREAD = 0.15         # median |log ratio - the scan's median log ratio| of 
 MAX_OUTLIER = 0.5         # largest |log ratio - the scan's median log ratio|: one vertebra 1.65 times off the others
 MIN_SPREAD_VERTEBRAE = 4  # whole vertebrae (not cut by the scan's border) needed to judge the spread
 REACH_MM = 8.0     # bone this close to a given label is that label's: two voxels of 3 mm slices plus a margin
+SNAPPED_SENTENCE = ", so each given label was snapped to the bone the CT shows"   # ends each reason in a note
 MAX_SHIFT_VOXELS = 4   # moves searched along each axis: 12 mm on 3 mm slices, under half a vertebra
 BLUR_VOXELS = 1.5      # the bone is blurred before the search, so a mask smaller than the bone fits best centred
 MIN_SHIFT_GAIN = 0.02  # blurred bone per mask voxel a move must add to be taken (exact masks: 0.000)
@@ -157,26 +158,27 @@ class MaskCheck:
             sentences.append(f"the given masks sit off the bone the CT shows: they were moved by "
                              f"({', '.join(map(str, xyz))}) voxels along the image's (x, y, z) axes ({millimetres} "
                              f"mm), where they fit it best")
+        why_snapped = None
         if self.far_from_bone:
             side = "less" if self.volume_ratio < LOW_RATIO else "more"
-            sentences.append(f"the given masks hold {self.volume_ratio:.2f} times the bone the CT shows around their "
-                             f"centres (median over the vertebrae; {LOW_RATIO:g}-{HIGH_RATIO:g} expected): far {side} "
-                             f"than a vertebra, so each given label was snapped to the bone the CT shows")
+            why_snapped = (f"the given masks hold {self.volume_ratio:.2f} times the bone the CT shows around their "
+                           f"centres (median over the vertebrae; {LOW_RATIO:g}-{HIGH_RATIO:g} expected): far {side} "
+                           f"than a vertebra")
         elif self.widely_spread:
-            sentences.append(f"the given masks err differently on each vertebra (some hold far less of the bone the "
-                             f"CT shows than others: spread {self.ratio_spread:.2f}, at most {MAX_SPREAD:g} "
-                             f"expected), so each given label was snapped to the bone the CT shows")
+            why_snapped = (f"the given masks err differently on each vertebra (some hold far less of the bone the CT "
+                           f"shows than others: spread {self.ratio_spread:.2f}, at most {MAX_SPREAD:g} expected)")
         elif self.lone_outlier:
             side = "more" if self.ratio_outlier > 0 else "less"
-            sentences.append(f"one vertebra's given mask holds {np.exp(abs(self.ratio_outlier)):.2f} times {side} of "
-                             f"the bone the CT shows than the scan's other vertebrae hold (at most "
-                             f"{np.exp(MAX_OUTLIER):.2f} expected), so each given label was snapped to the bone the CT "
-                             f"shows")
+            why_snapped = (f"one vertebra's given mask holds {np.exp(abs(self.ratio_outlier)):.2f} times {side} of "
+                           f"the bone the CT shows than the scan's other vertebrae hold (at most "
+                           f"{np.exp(MAX_OUTLIER):.2f} expected)")
+        if why_snapped is not None:
+            sentences.append(why_snapped + SNAPPED_SENTENCE)
         if self.coarse:
             steps = ", ".join(f"{step:.1f}" for step in self.mask_step_mm)
             voxels = ", ".join(f"{size:.1f}" for size in spacing)
-            snapped_here = (", so each given label was snapped to the bone the CT shows (but for any the snap would "
-                            "have carried to the scan's border)") if self.only_coarse else ""
+            snapped_here = (SNAPPED_SENTENCE + " (but for any the snap would have carried to the scan's border)"
+                            if self.only_coarse else "")
             sentences.append(f"the given masks were made on a coarser grid than the CT's (their outlines step every "
                              f"({steps}) mm along the image's (x, y, z) axes, the CT's voxels are ({voxels}) mm): "
                              f"blocky outlines put walls and endplates up to a coarse voxel off{snapped_here}")
