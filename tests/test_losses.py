@@ -91,3 +91,16 @@ def test_combined_loss_adds_the_weighted_ordinal_term():
     ordinal = (cumulative_ordinal_loss(output["logits"], labels) * sample_weights).sum() / sample_weights.sum()
     assert result["loss"].item() == pytest.approx((ce + 0.5 * ordinal).item(), rel=1e-5)
     assert result["ce"].item() == pytest.approx(ce.item(), rel=1e-5)
+
+
+def test_combined_loss_adds_the_weighted_ce_of_the_image_only_head():
+    output, labels = _output(4, 1), torch.tensor([0, 1, 2, 3])
+    output["image_logits"] = torch.randn(4, 4, requires_grad=True)
+    weights = [1.0, 2.0, 1.0, 0.5]
+    result = ContrastiveClassificationLoss(weights, 0.0, 0.1, image_ce_weight=0.5)(output, labels)
+    ce = F.cross_entropy(output["logits"], labels, weight=torch.tensor(weights))
+    image_ce = F.cross_entropy(output["image_logits"], labels, weight=torch.tensor(weights))
+    assert result["loss"].item() == pytest.approx((ce + 0.5 * image_ce).item(), rel=1e-5)
+    assert result["ce"].item() == pytest.approx(ce.item(), rel=1e-5)   # the logged CE stays the main head's
+    result["loss"].backward()
+    assert output["image_logits"].grad.abs().sum() > 0

@@ -56,3 +56,16 @@ def test_genant_prior_follows_the_thresholds_and_ignores_unavailable_measurement
     log_probabilities = prior(morphometry)
     assert log_probabilities[:4].argmax(dim=1).tolist() == [0, 1, 2, 3]
     assert torch.equal(log_probabilities[4], torch.zeros(4))
+
+
+def test_the_image_head_grades_from_the_pooled_features_alone():
+    plan = {**PLAN, "morphometric_features": ["a", "b"],
+            "genant_prior": {"feature_index": 1, "thresholds": [1.0, 1.25, 2.0], "width": 0.1}}
+    assert "image_logits" not in build_network(plan)(torch.randn(2, 2, 16, 16, 16))   # older plans: no such head
+    model = build_network({**plan, "image_head": True}).eval()
+    x = torch.randn(2, 2, 16, 16, 16)
+    normal, fractured = torch.tensor([[0.0, 0.0, 1.0, 1.0]] * 2), torch.tensor([[3.0, 3.0, 1.0, 1.0]] * 2)
+    first, second = model(x, normal), model(x, fractured)
+    assert not torch.allclose(first["logits"], second["logits"])            # the main head reads the heights ...
+    assert torch.equal(first["image_logits"], second["image_logits"])       # ... the image head never does
+    assert torch.allclose(first["image_logits"], model.image_classifier(first["features"]))

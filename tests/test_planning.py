@@ -137,6 +137,9 @@ def test_overrides_edit_nested_keys_and_reject_typos():
     (lambda p: p["training"].update(ce_class_weights=[1, 1]), "ce_class_weights"),
     (lambda p: p.pop("network"), "network"),
     (lambda p: p["training"]["augmentation"]["probabilities"].update(mirror=1.5), "mirror"),
+    (lambda p: p["network"].update(image_head="yes"), "image_head"),
+    (lambda p: p["network"].update(image_head=False), "image_ce_weight"),   # the term would have no head to train
+    (lambda p: p["training"].update(image_ce_weight=-1), "image_ce_weight"),
 ])
 def test_load_plans_rejects_nonsense(tmp_path, edit, message):
     plans = copy.deepcopy(plan_experiment(fingerprint()))

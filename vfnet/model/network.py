@@ -4,7 +4,10 @@ Layout: strided stem (early downsampling, because full-resolution convolutions d
 stages, global average pooling, then two heads on the pooled features: a linear classifier for the four Genant
 grades and an MLP projection head whose L2-normalised output feeds the supervised contrastive loss. When the plan
 lists `morphometric_features`, a small branch maps the measured Genant ratios into the classifier's input, and
-`genant_prior` adds Genant's thresholds on the measured height loss to the logits (genant_prior.py).
+`genant_prior` adds Genant's thresholds on the measured height loss to the logits (genant_prior.py). With
+`image_head`, a third linear head grades from the pooled CNN features alone; it is trained (training.image_ce_weight)
+but never predicts: it makes the encoder learn what the image shows, which the prior would otherwise leave it little
+reason to (documentation/benchmarks.md, twentieth session).
 GroupNorm keeps the network independent of the batch size (balanced batches are small and the last stage can
 be 1 voxel wide, where InstanceNorm is undefined).
 """
@@ -57,7 +60,7 @@ class VertebraClassifier(nn.Module):
     def __init__(self, in_channels: int, num_classes: int, stem_channels: int, stem_stride: int,
                  stage_channels: list[int], blocks_per_stage: list[int], stage_strides: list[int],
                  projection_dim: int, dropout: float = 0.0, morphometric_features: int = 0,
-                 genant_prior: dict[str, Any] | None = None):
+                 genant_prior: dict[str, Any] | None = None, image_head: bool = False):
         super().__init__()
         self.stem = nn.Sequential(
             nn.Conv3d(in_channels, stem_channels, 3, stride=stem_stride, padding=1, bias=False),
@@ -78,6 +81,8 @@ class VertebraClassifier(nn.Module):
         self.morphometry = nn.Sequential(nn.Linear(2 * self.morphometric_features, branch_width),
                                          nn.LeakyReLU(0.01)) if branch_width else None
         self.classifier = nn.Linear(channels + branch_width, num_classes)
+        # Training only: a grade from the image alone, so the encoder cannot lean on the measured heights.
+        self.image_classifier = nn.Linear(channels, num_classes) if image_head else None
         self.genant_prior = GenantPrior(num_features=self.morphometric_features, **genant_prior) \
             if genant_prior and self.morphometric_features else None
         self.projection = nn.Sequential(nn.Linear(channels, channels), nn.ReLU(inplace=True),
@@ -98,7 +103,10 @@ class VertebraClassifier(nn.Module):
         if self.genant_prior is not None:
             logits = logits + self.genant_prior(morphometry.to(logits.dtype))
         embedding = F.normalize(self.projection(features), dim=1)
-        return {"logits": logits, "features": features, "embedding": embedding}
+        result = {"logits": logits, "features": features, "embedding": embedding}
+        if self.image_classifier is not None:
+            result["image_logits"] = self.image_classifier(self.dropout(features))
+        return result
 
 
 def _check_network_plan(plan: dict[str, Any]) -> None:
@@ -127,6 +135,7 @@ def build_network(network_plan: dict[str, Any]) -> VertebraClassifier:
             projection_dim=int(network_plan["projection_dim"]),
             dropout=float(network_plan.get("dropout", 0.0)),
             morphometric_features=len(network_plan.get("morphometric_features", [])),
-            genant_prior=network_plan.get("genant_prior")).to(memory_format=MEMORY_FORMAT)
+            genant_prior=network_plan.get("genant_prior"),
+            image_head=bool(network_plan.get("image_head", False))).to(memory_format=MEMORY_FORMAT)
     except (TypeError, ValueError) as error:
         raise PlanError(f"The plan's network section holds an invalid value: {error}.") from None

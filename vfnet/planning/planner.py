@@ -80,6 +80,9 @@ def plan_experiment(fingerprint: dict[str, Any], budget_name: str = "cpu",
     error_preprocessing, error_training = training_rules.mask_error_morphometry(reasons)
     training.update(error_training)
     network.update(training_rules.morphometric_branch(reasons))
+    image_network, image_training = training_rules.image_head(reasons)
+    network.update(image_network)
+    training.update(image_training)
     reasons["training.min_fraction_in_view"] = (
         f"{MIN_FRACTION_IN_VIEW}: a vertebra with less of its typical body box inside the scan may have lost the "
         f"endplate whose height defines its grade, so its label would teach a wrong height ratio; such vertebrae are "

@@ -60,6 +60,8 @@ def validate_plans(plans: Any, where: str = "plans") -> None:
     _validate_preprocessing(plans["preprocessing"], where)
     _validate_network(plans["network"], plans["preprocessing"], where)
     _validate_training(plans["training"], where)
+    _check(plans["network"].get("image_head", False) or not plans["training"].get("image_ce_weight", 0), where,
+           "training.image_ce_weight", "must be 0 unless network.image_head is true (the term trains that head)")
 
 
 def _validate_preprocessing(section: Any, where: str) -> None:
@@ -103,6 +105,7 @@ def _validate_network(section: Any, preprocessing: dict[str, Any], where: str) -
         value = section.get(key)
         _check(isinstance(value, int) and not isinstance(value, bool) and value > 0, where, f"network.{key}",
                "must be a positive integer")
+    _check(isinstance(section.get("image_head", False), bool), where, "network.image_head", "must be true or false")
     stride = section["stem_stride"]
     for value in section["stage_strides"]:
         stride *= value
@@ -120,9 +123,9 @@ def _validate_training(section: Any, where: str) -> None:
         _check(_number(section.get(key)) and section[key] > 0, where, f"training.{key}", "must be positive")
     for key in ("weight_decay", "supcon_weight"):
         _check(_number(section.get(key)) and section[key] >= 0, where, f"training.{key}", "must be >= 0")
-    if "ordinal_weight" in section:   # optional: plans written before it existed train without the term
-        _check(_number(section["ordinal_weight"]) and section["ordinal_weight"] >= 0, where,
-               "training.ordinal_weight", "must be >= 0")
+    for key in ("ordinal_weight", "image_ce_weight"):
+        if key in section:   # optional: plans written before they existed train without the term
+            _check(_number(section[key]) and section[key] >= 0, where, f"training.{key}", "must be >= 0")
     weights = section.get("ce_class_weights")
     _check(isinstance(weights, list) and len(weights) == 4 and all(_number(w) and w >= 0 for w in weights)
            and sum(weights) > 0, where, "training.ce_class_weights", "must be four non-negative numbers, not all 0")

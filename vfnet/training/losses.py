@@ -1,4 +1,5 @@
-"""The training loss: weighted CE + μ·cumulative ordinal term + λ·SupCon (Khosla et al. 2020)."""
+"""The training loss: weighted CE + μ·cumulative ordinal term + ν·CE of the image-only head + λ·SupCon (Khosla et
+al. 2020)."""
 from typing import Any, Mapping, Sequence
 
 import torch
@@ -48,24 +49,27 @@ def cumulative_ordinal_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch
 
 
 class ContrastiveClassificationLoss(nn.Module):
-    """Weighted CE on every view's logits + μ·ordinal term (same weights) + λ·SupCon on all views' embeddings.
+    """Weighted CE on every view's logits + μ·ordinal term (same weights) + ν·weighted CE of the image-only head's
+    logits (`image_logits`, when the network has that head) + λ·SupCon on all views' embeddings.
 
     `labels` are per sample; the model output holds `views` stacked copies (view 1 of all samples, then view 2).
     Class weight 0 is allowed (a grade absent from the dataset); λ = μ = 0 gives plain CE.
     """
 
     def __init__(self, class_weights: Sequence[float], supcon_weight: float, temperature: float,
-                 ordinal_weight: float = 0.0):
+                 ordinal_weight: float = 0.0, image_ce_weight: float = 0.0):
         super().__init__()
         self.register_buffer("class_weights", torch.as_tensor(list(class_weights), dtype=torch.float32))
         self.supcon_weight = float(supcon_weight)
         self.temperature = float(temperature)
         self.ordinal_weight = float(ordinal_weight)
+        self.image_ce_weight = float(image_ce_weight)
 
     @classmethod
     def from_plan(cls, training: Mapping[str, Any]) -> "ContrastiveClassificationLoss":
         return cls(training["ce_class_weights"], training.get("supcon_weight", 0.0),
-                   training.get("supcon_temperature", 0.1), training.get("ordinal_weight", 0.0))
+                   training.get("supcon_temperature", 0.1), training.get("ordinal_weight", 0.0),
+                   training.get("image_ce_weight", 0.0))
 
     def forward(self, output: dict[str, torch.Tensor], labels: torch.Tensor) -> dict[str, torch.Tensor]:
         views = output["logits"].shape[0] // labels.shape[0]
@@ -80,6 +84,9 @@ class ContrastiveClassificationLoss(nn.Module):
         if self.ordinal_weight > 0:
             ordinal = (cumulative_ordinal_loss(output["logits"], all_labels) * weights[all_labels]).sum() / denominator
             loss = loss + self.ordinal_weight * ordinal
+        if self.image_ce_weight > 0:
+            image_ce = F.cross_entropy(output["image_logits"], all_labels, weight=weights, reduction="sum")
+            loss = loss + self.image_ce_weight * image_ce / denominator
         if self.supcon_weight == 0:
             return {"loss": loss, "ce": ce.detach(), "supcon": torch.zeros((), device=ce.device)}
         contrastive = supcon_loss(output["embedding"].float(), all_labels, self.temperature)
