@@ -81,7 +81,7 @@ class VertebraClassifier(nn.Module):
         self.morphometry = nn.Sequential(nn.Linear(2 * self.morphometric_features, branch_width),
                                          nn.LeakyReLU(0.01)) if branch_width else None
         self.classifier = nn.Linear(channels + branch_width, num_classes)
-        # Training only: a grade from the image alone, so the encoder cannot lean on the measured heights.
+        # Training only: a grade from the image alone, so the encoder has to learn from the CT itself.
         self.image_classifier = nn.Linear(channels, num_classes) if image_head else None
         self.genant_prior = GenantPrior(num_features=self.morphometric_features, **genant_prior) \
             if genant_prior and self.morphometric_features else None
