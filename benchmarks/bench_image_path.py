@@ -22,10 +22,12 @@ from sklearn.metrics import roc_auc_score
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import base_parser, machine, metrics_with_intervals, summary_line, write_result  # noqa: E402
+from paired_predictions import graded_vertebrae  # noqa: E402
 
-from vfnet.dataset.format import load_raw_dataset  # noqa: E402
 from vfnet.fileio import read_json  # noqa: E402
 from vfnet.inference.ensemble import load_fold_models  # noqa: E402
+from vfnet.paths import dataset_folder_name, model_folder  # noqa: E402
+from vfnet.training.trainer import DEFAULT_TRAINER  # noqa: E402
 from vfnet.training.data import load_fold  # noqa: E402
 from vfnet.training.mask_error_input import MaskErrorMorphometry  # noqa: E402
 from vfnet.training.validation import predict_samples  # noqa: E402
@@ -51,17 +53,17 @@ def main() -> None:
     if args.workdir is None:
         sys.exit("--workdir: the folder of a trained benchmark run is required.")
     torch.set_num_threads(2)
-    preprocessed = next((args.workdir / "vfnet_preprocessed").glob(f"Dataset{args.dataset:03d}_*"))
-    model_folder = args.workdir / "vfnet_results" / preprocessed.name / f"vfnetTrainer__{args.plans}"
-    plans = read_json(model_folder / "plans.json", "plans.json")
+    preprocessed = args.workdir / "vfnet_preprocessed"
+    preprocessed = preprocessed / dataset_folder_name(preprocessed, args.dataset)
+    models = model_folder(preprocessed.name, DEFAULT_TRAINER, args.plans, base=args.workdir / "vfnet_results")
+    plans = read_json(models / "plans.json", "plans.json")
     if not plans["network"].get("morphometric_features"):
-        sys.exit(f"{model_folder}: the plan has no morphometric branch, so there is nothing to blank.")
-    raw = load_raw_dataset(next((args.workdir / "vfnet_raw").glob(f"Dataset{args.dataset:03d}_*")))
-    patient_of = {case.case_id: case.patient for case in raw.cases}
+        sys.exit(f"{models}: the plan has no morphometric branch, so there is nothing to blank.")
+    _, patient_of = graded_vertebrae(args.workdir, args.dataset)
     grades, patients, probabilities = [], [], {}
     for fold in args.folds:
         _, validation = load_fold(preprocessed, plans, fold)
-        model = load_fold_models(model_folder, [fold], args.checkpoint, plans)[0]
+        model = load_fold_models(models, [fold], args.checkpoint, plans)[0]
         grades += validation.grades.tolist()
         patients += [patient_of[p["case"]] for p in validation.properties]
         for name, inputs in morphometry_variants(validation, plans).items():

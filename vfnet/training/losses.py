@@ -75,18 +75,19 @@ class ContrastiveClassificationLoss(nn.Module):
         views = output["logits"].shape[0] // labels.shape[0]
         all_labels = labels.repeat(views)
         weights = self.class_weights.to(output["logits"].dtype)
-        total_weight = weights[all_labels].sum()
-        ce_sum = F.cross_entropy(output["logits"], all_labels, weight=weights, reduction="sum")
         # Weighted mean as in F.cross_entropy, but a batch of only zero-weight grades gives 0 instead of NaN.
-        denominator = total_weight.clamp_min(torch.finfo(weights.dtype).tiny)
-        ce = ce_sum / denominator
+        denominator = weights[all_labels].sum().clamp_min(torch.finfo(weights.dtype).tiny)
+
+        def weighted_ce(logits: torch.Tensor) -> torch.Tensor:
+            return F.cross_entropy(logits, all_labels, weight=weights, reduction="sum") / denominator
+
+        ce = weighted_ce(output["logits"])
         loss = ce
         if self.ordinal_weight > 0:
             ordinal = (cumulative_ordinal_loss(output["logits"], all_labels) * weights[all_labels]).sum() / denominator
             loss = loss + self.ordinal_weight * ordinal
         if self.image_ce_weight > 0:
-            image_ce = F.cross_entropy(output["image_logits"], all_labels, weight=weights, reduction="sum")
-            loss = loss + self.image_ce_weight * image_ce / denominator
+            loss = loss + self.image_ce_weight * weighted_ce(output["image_logits"])
         if self.supcon_weight == 0:
             return {"loss": loss, "ce": ce.detach(), "supcon": torch.zeros((), device=ce.device)}
         contrastive = supcon_loss(output["embedding"].float(), all_labels, self.temperature)
